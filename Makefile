@@ -1,0 +1,36 @@
+# Two commands for a fresh machine with Python 3.11+: `make demo` and `make test`.
+# Each creates .venv and installs what it needs; nothing else is required.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+FAULT  ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench venv clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "payment-probe needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/payment-probe demo $(if $(FAULT),--fault $(FAULT))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check synthetics runner sandbox tests bench conftest.py
+	$(BIN)/mypy synthetics runner sandbox
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV)

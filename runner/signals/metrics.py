@@ -1,0 +1,94 @@
+"""Prometheus metrics: created once per process on a registry that is passed in.
+
+A second pytest session in the same process reuses the same ``ProbeMetrics``: creating the
+collectors again on one registry would raise a duplicate-timeseries error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from runner.signals.outcome import Outcome
+from synthetics.registry import LEGS, RESULTS
+
+SINK_NAMES = ("metrics", "audit", "events", "log", "json")
+_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0)
+
+
+def latency_buckets(leg_timeout_seconds: float) -> tuple[float, ...]:
+    """HTTP-shaped buckets, cut at the leg timeout (which is always the last finite bucket)."""
+    inside = [b for b in _BUCKETS if b < leg_timeout_seconds]
+    return (*inside, float(leg_timeout_seconds))
+
+
+class ProbeMetrics:
+    """Every metric SPEC section 4 names, plus the runner's own health counters."""
+
+    def __init__(self, registry: CollectorRegistry, leg_timeout_seconds: float = 60.0) -> None:
+        self.registry = registry
+        self.outcomes = Counter(
+            "instant_payment_probe_outcome", "Leg outcomes by leg and result.",
+            ["leg", "result"], registry=registry,
+        )
+        self.latency = Histogram(
+            "instant_payment_probe_latency_seconds",
+            "The leg's own network time, observed when the leg got a response.",
+            ["leg"], registry=registry, buckets=latency_buckets(leg_timeout_seconds),
+        )
+        self.enabled = Gauge(
+            "instant_payment_probe_enabled", "1 when the prober is enabled, 0 when it is inert.",
+            registry=registry,
+        )
+        self.last_run = Gauge(
+            "instant_payment_probe_last_run_timestamp_seconds",
+            "Unix time the last run of the legs finished (on the replica that ran it).",
+            registry=registry,
+        )
+        self.run_duration = Gauge(
+            "instant_payment_probe_run_duration_seconds", "Wall time of the last run of the legs.",
+            registry=registry,
+        )
+        self.sink_errors = Counter(
+            "instant_payment_probe_sink_errors", "Failed deliveries by signal sink.",
+            ["sink"], registry=registry,
+        )
+        self.runs = Counter(
+            "instant_payment_probe_runs", "Runs of the legs completed by this replica.",
+            registry=registry,
+        )
+        self.run_errors = Counter(
+            "instant_payment_probe_run_errors",
+            "Runs that crashed outside the legs (pytest, a sink, the reaper); the loop went on.",
+            registry=registry,
+        )
+        self.cohort_reaped = Counter(
+            "instant_payment_probe_cohort_teams_reaped",
+            "Leftover cohort teams of killed runs removed by the sweep.",
+            registry=registry,
+        )
+        for sink in SINK_NAMES:
+            self.sink_errors.labels(sink=sink)
+
+    def prime(self) -> None:
+        """Create every leg x result series at 0, so ``rate()`` and alerts work from the first scrape."""
+        for leg in LEGS:
+            self.latency.labels(leg=leg)
+            for result in RESULTS:
+                self.outcomes.labels(leg=leg, result=result)
+
+
+class MetricsSink:
+    name = "metrics"
+
+    def __init__(self, metrics: ProbeMetrics) -> None:
+        self.metrics = metrics
+
+    def record(self, outcome: Outcome) -> None:
+        self.metrics.outcomes.labels(leg=outcome.leg, result=outcome.result).inc()
+        if outcome.latency_seconds is not None:
+            self.metrics.latency.labels(leg=outcome.leg).observe(outcome.latency_seconds)
+
+    def flush(self, outcomes: Sequence[Outcome]) -> None:
+        pass

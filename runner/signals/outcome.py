@@ -1,0 +1,177 @@
+"""One leg's outcome, and the rules that turn its setup/call/teardown reports into it (SPEC section 1).
+
+The rules live here, once, as a pure function of the reports: the same leg gets the same
+outcome whether it ran in the cluster, on a laptop or in a CI gate, serially or under xdist.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+Result = Literal["pass", "degraded", "fail"]
+Severity = Literal["info", "warning", "error", "critical"]
+Scalar = str | int | float | bool
+
+# user_properties keys the makereport hook adds to a failed or skipped report.
+REASON_KEY = "probe.reason"
+SEVERITY_KEY = "probe.severity"
+DETAIL_KEY = "probe.detail"
+LATENCY_KEY = "latency_seconds"
+DETAIL_PREFIX = "detail."
+
+_TOKEN = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$")
+DETAIL_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one leg's run meant. Every signal (metric, audit row, event, log line) is cut from it."""
+
+    leg: str  # the registered leg name (test_<leg>)
+    result: Result  # pass / degraded / fail
+    severity: Severity  # info / warning / error / critical
+    reason: str  # short machine-readable cause: ok, slow, http_status:503, ...
+    latency_seconds: float | None  # the leg's own network time; None when it got no response
+    run_id: str  # shared by every leg of one run
+    timestamp: float  # UTC epoch seconds when the outcome was decided
+    environment: str | None = None  # PAYMENT_PROBE_ENVIRONMENT (prod, staging, ...)
+    detail: str = ""  # one human-readable line, redacted
+    metadata: Mapping[str, Scalar] = field(default_factory=dict)  # leg-recorded detail
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))  # audit row key (dedup on replay)
+
+    @property
+    def timestamp_iso(self) -> str:
+        return datetime.fromtimestamp(self.timestamp, UTC).isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The five fields `run --once --json` and `--probe-json` print, in that order."""
+        return {
+            "leg": self.leg,
+            "result": self.result,
+            "severity": self.severity,
+            "reason": self.reason,
+            "latency_seconds": self.latency_seconds,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["metadata"] = dict(self.metadata)
+        return data
+
+
+class PhaseReport(Protocol):
+    """The part of pytest's ``TestReport`` the rules read (so tests can feed plain objects)."""
+
+    when: str
+    outcome: str
+    longrepr: Any
+    user_properties: list[tuple[str, Any]]
+
+    @property
+    def failed(self) -> bool: ...
+
+    @property
+    def skipped(self) -> bool: ...
+
+
+def skip_message(report: PhaseReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        message = str(longrepr[2])
+    else:
+        message = str(longrepr or "")
+    return message.removeprefix("Skipped: ").strip()
+
+
+def reason_from_skip(message: str) -> tuple[str, str]:
+    """``"config_missing:X more words"`` → (``config_missing:X``, ``more words``)."""
+    token, _, rest = message.partition(" ")
+    if _TOKEN.match(token):
+        return token, rest.strip()
+    return "skipped", message
+
+
+def _properties(reports: Sequence[PhaseReport]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for report in reports:
+        for key, value in report.user_properties:
+            merged[key] = value
+    return merged
+
+
+def assemble(
+    leg: str,
+    reports: Sequence[PhaseReport],
+    *,
+    slow_threshold: float,
+    run_id: str,
+    environment: str | None,
+    now: float | None = None,
+) -> Outcome:
+    """Fail beats degraded beats pass; the first failing phase names the reason."""
+    props = _properties(reports)
+    latency_raw = props.get(LATENCY_KEY)
+    latency = float(latency_raw) if isinstance(latency_raw, int | float) else None
+    metadata: dict[str, Scalar] = {
+        key.removeprefix(DETAIL_PREFIX): value
+        for key, value in props.items()
+        if key.startswith(DETAIL_PREFIX) and isinstance(value, str | int | float | bool)
+    }
+    failed = [r for r in reports if r.failed]
+    skipped = [r for r in reports if r.skipped]
+    result: Result
+    severity: Severity
+    if failed:
+        first = dict(failed[0].user_properties)
+        result, reason = "fail", str(first.get(REASON_KEY, "probe_error:unknown"))
+        severity = "critical" if first.get(SEVERITY_KEY) == "critical" else "error"
+        detail = str(first.get(DETAIL_KEY, ""))
+        metadata["phase"] = failed[0].when
+        if len(failed) > 1:
+            later = dict(failed[1].user_properties).get(REASON_KEY, "probe_error:unknown")
+            metadata["also"] = f"{failed[1].when}:{later}"
+    elif skipped:
+        result, severity = "degraded", "warning"
+        reason, detail = reason_from_skip(skip_message(skipped[0]))
+        metadata["phase"] = skipped[0].when
+    elif latency is not None and latency > slow_threshold:
+        result, severity, reason = "degraded", "warning", "slow"
+        detail = f"{latency:.3f}s over the {slow_threshold:g}s budget"
+    else:
+        result, severity, reason, detail = "pass", "info", "ok", ""
+    return Outcome(
+        leg=leg,
+        result=result,
+        severity=severity,
+        reason=reason,
+        latency_seconds=None if latency is None else round(latency, 6),
+        run_id=run_id,
+        timestamp=time.time() if now is None else now,
+        environment=environment,
+        detail=detail[:DETAIL_LIMIT],
+        metadata=metadata,
+    )
+
+
+def failure_details(exc: BaseException) -> tuple[str, str, str]:
+    """(reason, severity, detail) for the exception that failed a phase."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        severity = getattr(exc, "severity", "error")
+        return reason, "critical" if severity == "critical" else "error", str(getattr(exc, "detail", ""))
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if type(exc).__name__ == "Failed" and message.startswith("Timeout"):
+        return "timeout", "error", message  # pytest-timeout's signal method
+    if type(exc).__name__ == "Failed":
+        return "failed", "error", message
+    if isinstance(exc, AssertionError):
+        return "assertion_failed", "error", message
+    return f"probe_error:{type(exc).__name__}", "error", message

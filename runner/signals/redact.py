@@ -1,0 +1,47 @@
+"""Scrub secret values out of everything a sink is about to emit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from runner.signals.outcome import Outcome
+
+MASK = "[REDACTED]"
+# Shapes that are secrets whatever their value: bearer tokens, signatures, URL passwords.
+_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
+    re.compile(r"(?i)(x-razorpay-signature[\"']?\s*[:=]\s*[\"']?)[0-9a-f]{16,}"),
+    re.compile(r"(?i)(api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"),
+    re.compile(r"(://[^:/@\s]+:)[^@/\s]+(@)"),
+)
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a URL containing a password is masked whole before the password.
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        for pattern in _PATTERNS:
+            value = pattern.sub(lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex == 2 else ""), value)
+        return value
+
+    def value(self, value: Any) -> Any:
+        return self.text(value) if isinstance(value, str) else value
+
+    def mapping(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: self.value(v) for key, v in data.items()}
+
+    def outcome(self, outcome: Outcome) -> Outcome:
+        return replace(
+            outcome,
+            reason=self.text(outcome.reason),
+            detail=self.text(outcome.detail),
+            metadata=self.mapping(outcome.metadata),
+        )

@@ -1,0 +1,1 @@
+"""The sandbox: payment-probe's own reference billing API (SPEC section 7). Imports nothing of the prober."""

@@ -1,0 +1,360 @@
+"""A reference billing API that speaks SPEC.md's contract over real HTTP, with switchable faults.
+
+It shares no code with the prober on purpose (not even constants): a reference that reused
+the prober's signer or paths would agree with the prober's bugs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import psycopg
+
+from sandbox.faults import FaultSet, UnknownFault
+
+REPLAY_WINDOW_SECONDS = 300
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+TEAMS_DDL = """
+CREATE TABLE IF NOT EXISTS teams (
+  id             uuid PRIMARY KEY,
+  name           text NOT NULL,
+  plan_tier      text NOT NULL DEFAULT 'hobby',
+  is_test_cohort boolean NOT NULL DEFAULT false,
+  created_at     timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass
+class SandboxSettings:
+    database_url: str
+    webhook_secret: str = "whsec_sandbox_test"
+    plan_id_pro: str = "plan_test_pro"
+    tier_for_plan: str = "pro"
+    webhook_path: str = "/razorpay/webhook"
+    api_token: str | None = None  # when set, billing endpoints demand this bearer token
+    slow_seconds: float = 2.5  # billing_slow: just past the 2 s budget, still correct
+    flip_delay_seconds: float = 3.0  # upgrade_slow_flip
+    faults: list[str] = field(default_factory=list)
+
+
+def ensure_teams_table(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(TEAMS_DDL)
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.faults = FaultSet(settings.faults)
+        self.stopping = threading.Event()
+        self.seen_event_ids: set[str] = set()
+        self.seen_lock = threading.Lock()
+        self.requests: deque[dict[str, Any]] = deque(maxlen=500)
+        super().__init__(address, SandboxHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in str(host) else host
+        return f"http://{host}:{port}"
+
+    def set_tier(self, team_id: str, tier: str) -> int:
+        with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5) as conn:
+            cur = conn.execute("UPDATE teams SET plan_tier = %s WHERE id = %s", (tier, team_id))
+            return int(cur.rowcount)
+
+    def start_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="sandbox", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    server: SandboxServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # the demo prints outcomes; per-request access logs would drown them
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _record(self) -> None:
+        self.server.requests.append(
+            {"method": self.command, "path": self.path, "headers": dict(self.headers.items())}
+        )
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any) -> None:
+        self._send(status, json.dumps(payload).encode())
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(min(length, MAX_WEBHOOK_BYTES)) if length > 0 else b""
+
+    def _authorized(self) -> bool:
+        token = self.server.settings.api_token
+        if token is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    # ---- routing --------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._record()
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            self._json(200, {"status": "ok"})
+        elif path == "/_sandbox/faults":
+            self._json(200, {"faults": sorted(self.server.faults.active)})
+        elif path == "/api/v1/billing":
+            self._billing()
+        elif path == "/api/v1/billing/invoices":
+            self._invoices()
+        else:
+            self._json(404, {"error": "not_found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._record()
+        path = self.path.split("?", 1)[0]
+        if path == "/_sandbox/faults":
+            self._set_faults()
+        elif path == "/api/v1/billing/checkout":
+            self._read_body()
+            self._checkout()
+        elif path == self.server.settings.webhook_path:
+            self._webhook()
+        else:
+            self._read_body()
+            self._json(404 if path.startswith("/api/") else 405, {"error": "not_found"})
+
+    def _set_faults(self) -> None:
+        try:
+            names = json.loads(self._read_body() or b"{}").get("faults", [])
+            if not isinstance(names, list):
+                raise UnknownFault("faults must be a list of names")
+            self.server.faults.replace(str(n) for n in names)
+        except (UnknownFault, ValueError, AttributeError) as exc:
+            self._json(400, {"error": "bad_fault", "detail": str(exc)})
+            return
+        self._json(200, {"faults": sorted(self.server.faults.active)})
+
+    # ---- shared fault handling for the reachability endpoints ------------------------------
+    def _common_faults(self, endpoint: str) -> bool:
+        """Apply the generic ``_status_``/``_delay_`` faults; True when a response was sent."""
+        faults = self.server.faults
+        delay = faults.delay_ms_for(endpoint)
+        if delay:
+            self.server.stopping.wait(delay / 1000)
+        status = faults.status_for(endpoint)
+        if status is not None:
+            self._json(status, {"error": f"sandbox_status_{status}"})
+            return True
+        if endpoint != "webhook" and not self._authorized():
+            self._json(401, {"error": "unauthorized"})
+            return True
+        return False
+
+    def _checkout(self) -> None:
+        faults = self.server.faults
+        if self._common_faults("checkout"):
+            return
+        if "checkout_500" in faults:
+            self._json(500, {"error": "internal"})
+        elif "checkout_502_json" in faults:
+            self._json(502, {"error": "provider_unavailable"})
+        elif "checkout_502_html" in faults:
+            self._send(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+        elif "checkout_402" in faults:
+            self._json(402, {"error": "live_billing_disabled"})
+        elif "checkout_404" in faults:
+            self._json(404, {"error": "not_found"})
+        else:
+            session = uuid.uuid4().hex[:16]
+            self._json(200, {"checkout_session_id": f"cs_test_{session}",
+                             "url": f"https://checkout.example.test/{session}", "synthetic": True})
+
+    def _billing(self) -> None:
+        faults = self.server.faults
+        if self._common_faults("billing"):
+            return
+        if "billing_500" in faults:
+            self._json(500, {"error": "internal"})
+        elif "billing_html_200" in faults:
+            self._send(200, b"<!doctype html><html><body>Welcome</body></html>", "text/html")
+        elif "billing_401" in faults:
+            self._json(401, {"error": "unauthorized"})
+        elif "billing_429" in faults:
+            self._json(429, {"error": "rate_limited"}, )
+        elif "billing_redirect" in faults:
+            self._send(302, b"", extra={"Location": "https://login.example.test/"})
+        else:
+            if "billing_slow" in faults:
+                self.server.stopping.wait(self.server.settings.slow_seconds)
+            self._json(200, {"plan_tier": "hobby", "status": "active", "seats": 1})
+
+    def _invoices(self) -> None:
+        faults = self.server.faults
+        if self._common_faults("invoices"):
+            return
+        if "invoices_500" in faults:
+            self._json(500, {"error": "internal"})
+        elif "invoices_404" in faults:
+            self._json(404, {"error": "not_found"})
+        elif "invoices_hang" in faults:
+            self.server.stopping.wait(3600)  # never answers (until the sandbox stops)
+        elif "invoices_huge" in faults:
+            self._endless_body()
+        elif "invoices_trickle" in faults:
+            self._trickle()
+        elif "invoices_bad_utf8" in faults:
+            self._send(200, b'{"invoices": ["\xff\xfe\xfa"]}')
+        elif "invoices_deep_json" in faults:
+            self._send(200, b"[" * 100_000 + b"]" * 100_000)
+        elif "invoices_string_200" in faults:
+            self._json(200, "ok")
+        else:
+            self._json(200, {"invoices": [], "has_more": False})
+
+    def _endless_body(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"[" + b'{"id":"in_sandbox"},' * 3000
+        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        try:
+            while not self.server.stopping.is_set():
+                self.wfile.write(frame)
+        except OSError:
+            pass  # the client hung up, as it should
+        self.close_connection = True
+
+    def _trickle(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            while not self.server.stopping.wait(1.0):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+
+    # ---- the webhook ------------------------------------------------------------------------
+    def _webhook(self) -> None:
+        faults = self.server.faults
+        settings = self.server.settings
+        body = self._read_body()
+        if self._common_faults("webhook"):
+            return
+        if "webhook_500" in faults:
+            self._json(500, {"error": "internal"})
+            return
+        signature = self.headers.get("X-Razorpay-Signature")
+        expected = hmac.new(settings.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        valid = signature is not None and hmac.compare_digest(expected.encode(), signature.encode())
+        if not valid:
+            if signature is None and "webhook_accept_unsigned" in faults:
+                self._json(200, {"status": "accepted"})
+            elif signature is not None and "webhook_accept_forged" in faults:
+                self._json(200, {"status": "accepted"})
+            elif "webhook_wrong_rejection" in faults:
+                self._json(400, {"error": "bad_request"})
+            else:
+                self._json(400, {"error": "invalid_signature"})
+            return
+        try:
+            event = json.loads(body)
+            created = int(event["created_at"])
+        except (ValueError, KeyError, TypeError):
+            self._json(400, {"error": "invalid_payload"})
+            return
+        if abs(time.time() - created) > REPLAY_WINDOW_SECONDS:
+            self._json(400, {"error": "stale_event"})
+            return
+        event_id = self.headers.get("X-Razorpay-Event-Id", "")
+        with self.server.seen_lock:
+            duplicate = bool(event_id) and event_id in self.server.seen_event_ids
+            if event_id:
+                self.server.seen_event_ids.add(event_id)
+        if duplicate:
+            self._json(200, {"status": "duplicate"})
+            return
+        self._apply(event)
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        faults = self.server.faults
+        settings = self.server.settings
+        try:
+            subscription = event["payload"]["subscription"]["entity"]
+            team_id = str(uuid.UUID(subscription["notes"]["team_id"]))
+            plan_id = subscription["plan_id"]
+        except (KeyError, TypeError, ValueError):
+            self._json(200, {"status": "ignored"})
+            return
+        if event.get("event") != "subscription.charged" or plan_id != settings.plan_id_pro:
+            self._json(200, {"status": "ignored"})
+            return
+        if "upgrade_no_flip" in faults:
+            self._json(200, {"status": "applied"})
+            return
+        if "upgrade_slow_flip" in faults:
+            timer = threading.Timer(
+                settings.flip_delay_seconds, self._flip_quietly, (team_id, settings.tier_for_plan)
+            )
+            timer.daemon = True
+            timer.start()
+            self._json(200, {"status": "applied"})
+            return
+        try:
+            updated = self.server.set_tier(team_id, settings.tier_for_plan)
+        except psycopg.Error:
+            self._json(503, {"error": "database_unavailable"})
+            return
+        if "upgrade_flip_then_500" in faults:
+            self._json(500, {"error": "internal"})
+            return
+        self._json(200, {"status": "applied" if updated else "ignored"})
+
+    def _flip_quietly(self, team_id: str, tier: str) -> None:
+        try:
+            self.server.set_tier(team_id, tier)
+        except psycopg.Error:
+            pass
+
+
+def start(settings: SandboxSettings, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
+    """Create the teams table if missing and serve in a background thread."""
+    ensure_teams_table(settings.database_url)
+    server = SandboxServer((host, port), settings)
+    server.start_background()
+    return server

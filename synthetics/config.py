@@ -1,0 +1,236 @@
+"""The probe's settings: read once from the environment (12-factor), validated, then immutable.
+
+Every consumer (the legs' fixtures, the signals plugin, the runner) gets one ``ProbeConfig``
+built here, so a variable is parsed and checked in exactly one place and its error message
+cannot drift between the laptop, the CI gate and the in-cluster runner.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
+
+# Variables whose values are secrets: never echoed in an error, a log line or a signal.
+SECRET_VARIABLES = frozenset(
+    {
+        "PAYMENT_PROBE_API_TOKEN",
+        "RAZORPAY_TEST_WEBHOOK_SECRET",
+        "NEW_RELIC_INSERT_KEY",
+        "PAYMENT_PROBE_DATABASE_URL",
+    }
+)
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+DEFAULT_METRICS_PORT = 9466
+"""Documented default for ``/metrics`` and ``/healthz`` (9466: free in Prometheus' port list)."""
+
+
+class ConfigError(ValueError):
+    """A setting has a value the probe cannot use; ``str()`` is the one line an operator sees."""
+
+    def __init__(self, variable: str, accepted: str, value: str | None = None) -> None:
+        self.variable = variable
+        shown = ""
+        if value is not None and variable not in SECRET_VARIABLES:
+            shown = f", got {value!r}"
+        super().__init__(f"{variable}: expected {accepted}{shown}")
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(name, "one of 1/true/yes/on or 0/false/no/off", raw)
+
+
+def parse_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, "a positive number of seconds", raw) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(name, "a positive number of seconds", raw)
+    return value
+
+
+def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, "a TCP port number 0-65535", raw) from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(name, "a TCP port number 0-65535", raw)
+    return value
+
+
+def parse_http_url(name: str, raw: str | None) -> str | None:
+    """An absolute http(s) URL without a trailing slash, so paths can be appended verbatim."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # Do not echo a URL that might carry user:password@.
+        shown = raw if "@" not in raw else None
+        raise ConfigError(name, "an absolute http:// or https:// URL", shown)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(name, "an absolute http:// or https:// URL", raw) from None
+    return raw.rstrip("/")
+
+
+def parse_database_url(name: str, raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    if urlsplit(raw).scheme not in ("postgres", "postgresql"):
+        raise ConfigError(name, "a postgresql:// URL")
+    return raw
+
+
+def parse_path(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = _text(env, name) or default
+    if not raw.startswith("/"):
+        raise ConfigError(name, "an absolute path starting with '/'", raw)
+    return raw
+
+
+def parse_identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    """A SQL table name: letters, digits and underscores, optionally schema-qualified."""
+    raw = _text(env, name) or default
+    for part in raw.split("."):
+        if not part or not (part[0].isalpha() or part[0] == "_") or not all(
+            c.isalnum() or c == "_" for c in part
+        ):
+            raise ConfigError(name, "a table name like audit_log or schema.audit_log", raw)
+    if raw.count(".") > 1:
+        raise ConfigError(name, "a table name like audit_log or schema.audit_log", raw)
+    return raw
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Everything SPEC section 3 names, typed. ``None`` means "not configured"."""
+
+    enabled: bool = False
+    base_url: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    database_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    test_plan_id_pro: str | None = None
+    interval_seconds: float = 300.0
+    http_timeout_seconds: float = 15.0
+    leg_timeout_seconds: float = 60.0
+    metrics_port: int = DEFAULT_METRICS_PORT
+    new_relic_account_id: str | None = None
+    new_relic_insert_key: str | None = field(default=None, repr=False)
+    new_relic_region: str = "US"
+    events_url: str | None = None
+    slow_seconds: float | None = None
+    upgrade_slow_seconds: float | None = None
+    upgrade_wait_seconds: float = 30.0
+    expected_tier: str = "pro"
+    checkout_plan_id: str = "pro"
+    webhook_path: str = "/razorpay/webhook"
+    environment: str | None = None
+    audit_table: str = "audit_log"
+    spool_dir: str | None = None  # PAYMENT_PROBE_SPOOL_DIR; default under XDG_STATE_HOME
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value this config holds, for redaction of whatever a sink emits."""
+        values: list[str] = []
+        for value in (self.api_token, self.webhook_secret, self.new_relic_insert_key):
+            if value:
+                values.append(value)
+        if self.database_url:
+            password = urlsplit(self.database_url).password
+            if password:
+                values.append(password)
+            values.append(self.database_url)
+        return tuple(values)
+
+    def replace(self, **changes: object) -> ProbeConfig:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return ProbeConfig(**data)  # type: ignore[arg-type]
+
+
+def load_config(
+    env: Mapping[str, str] | None = None,
+    *,
+    base_url: str | None = None,
+    api_token: str | None = None,
+    database_url: str | None = None,
+) -> ProbeConfig:
+    """Build the config from ``env`` (default ``os.environ``); keyword overrides win (pytest options)."""
+    env = os.environ if env is None else env
+    region = (_text(env, "NEW_RELIC_REGION") or "US").upper()
+    if region not in ("US", "EU"):
+        raise ConfigError("NEW_RELIC_REGION", "US or EU", env.get("NEW_RELIC_REGION"))
+
+    def optional_seconds(name: str) -> float | None:
+        return parse_seconds(env, name, 0.0) if _text(env, name) is not None else None
+
+    base_source = "--base-url" if base_url else "PAYMENT_PROBE_BASE_URL"
+    db_source = "--database-url" if database_url else "PAYMENT_PROBE_DATABASE_URL"
+    account = _text(env, "NEW_RELIC_ACCOUNT_ID")
+    if account is not None and not account.isdigit():
+        raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
+    return ProbeConfig(
+        enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", False),
+        base_url=parse_http_url(base_source, base_url or _text(env, "PAYMENT_PROBE_BASE_URL")),
+        api_token=api_token or _text(env, "PAYMENT_PROBE_API_TOKEN"),
+        database_url=parse_database_url(
+            db_source, database_url or _text(env, "PAYMENT_PROBE_DATABASE_URL")
+        ),
+        webhook_secret=_text(env, "RAZORPAY_TEST_WEBHOOK_SECRET"),
+        test_plan_id_pro=_text(env, "PAYMENT_PROBE_TEST_PLAN_ID_PRO"),
+        interval_seconds=parse_seconds(env, "PAYMENT_PROBE_INTERVAL_SECONDS", 300.0),
+        http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", 15.0),
+        leg_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", 60.0),
+        metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", DEFAULT_METRICS_PORT),
+        new_relic_account_id=account,
+        new_relic_insert_key=_text(env, "NEW_RELIC_INSERT_KEY"),
+        new_relic_region=region,
+        events_url=parse_http_url("PAYMENT_PROBE_EVENTS_URL", _text(env, "PAYMENT_PROBE_EVENTS_URL")),
+        slow_seconds=optional_seconds("PAYMENT_PROBE_SLOW_SECONDS"),
+        upgrade_slow_seconds=optional_seconds("PAYMENT_PROBE_UPGRADE_SLOW_SECONDS"),
+        upgrade_wait_seconds=parse_seconds(env, "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", 30.0),
+        expected_tier=_text(env, "PAYMENT_PROBE_EXPECTED_TIER") or "pro",
+        checkout_plan_id=_text(env, "PAYMENT_PROBE_CHECKOUT_PLAN_ID") or "pro",
+        webhook_path=parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", "/razorpay/webhook"),
+        environment=_text(env, "PAYMENT_PROBE_ENVIRONMENT"),
+        audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", "audit_log"),
+        spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR"),
+    )

@@ -1,0 +1,187 @@
+"""pytest wiring for the legs: options, markers, the leg timeout and the fixtures every leg shares.
+
+Loaded by the repository's ``conftest.py`` (laptop and CI gate) and by the runner with
+``-p synthetics.plugin``; it knows nothing of signals, which are the signals plugin's job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from synthetics import cohort
+from synthetics.config import ConfigError, ProbeConfig, load_config
+from synthetics.failures import LegFailed, degrade
+from synthetics.http import ProbeClient
+from synthetics.registry import leg_for_test
+
+CONFIG_KEY = pytest.StashKey[ProbeConfig]()
+RUN_ID_KEY = pytest.StashKey[str]()
+
+HELP_BASE_URL = "billing API base URL (overrides PAYMENT_PROBE_BASE_URL)"
+HELP_API_TOKEN = "bearer token of the probe's account (overrides PAYMENT_PROBE_API_TOKEN)"
+HELP_DATABASE_URL = "Postgres URL for cohort teams (overrides PAYMENT_PROBE_DATABASE_URL)"
+HELP_RUN_ID = "run id carried by every outcome and cohort team (default: a fresh random id)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("payment-probe", "payment-probe legs")
+    group.addoption("--base-url", dest="probe_base_url", default=None, help=HELP_BASE_URL)
+    group.addoption("--api-token", dest="probe_api_token", default=None, help=HELP_API_TOKEN)
+    group.addoption("--database-url", dest="probe_database_url", default=None, help=HELP_DATABASE_URL)
+    group.addoption("--run-id", dest="probe_run_id", default=None, help=HELP_RUN_ID)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "prod_safe: non-charging, contract-only leg")
+    config.addinivalue_line("markers", "upgrade: TEST-mode money-path leg (DB + TEST secret)")
+    try:
+        probe_config = load_config(
+            base_url=config.option.probe_base_url,
+            api_token=config.option.probe_api_token,
+            database_url=config.option.probe_database_url,
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[CONFIG_KEY] = probe_config
+    # Decided once on the controller; xdist ships option values to its workers, so every
+    # worker stamps the same run id on its outcomes and cohort teams.
+    if not config.option.probe_run_id:
+        config.option.probe_run_id = uuid.uuid4().hex[:12]
+    config.stash[RUN_ID_KEY] = config.option.probe_run_id
+
+
+def probe_config_of(config: pytest.Config) -> ProbeConfig:
+    return config.stash[CONFIG_KEY]
+
+
+def run_id_of(config: pytest.Config) -> str:
+    return config.stash[RUN_ID_KEY]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every leg the leg timeout, signal method: finalizers (the reap) still run after it."""
+    seconds = config.stash[CONFIG_KEY].leg_timeout_seconds
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if leg_for_test(name) is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(seconds, method="signal"))
+
+
+class LegRecord:
+    """What a leg attaches to its report: network latency and plain detail xdist can ship."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._properties = item.user_properties
+        self.latency_seconds: float | None = None
+
+    def add_latency(self, seconds: float) -> None:
+        self.set_latency((self.latency_seconds or 0.0) + seconds)
+
+    def set_latency(self, seconds: float) -> None:
+        self.latency_seconds = seconds
+        self._replace("latency_seconds", round(seconds, 6))
+
+    def note(self, key: str, value: str | int | float | bool) -> None:
+        self._replace(f"detail.{key}", value)
+
+    def _replace(self, key: str, value: Any) -> None:
+        self._properties[:] = [(k, v) for k, v in self._properties if k != key]
+        self._properties.append((key, value))
+
+
+@pytest.fixture
+def probe_config(request: pytest.FixtureRequest) -> ProbeConfig:
+    return request.config.stash[CONFIG_KEY]
+
+
+@pytest.fixture
+def run_id(request: pytest.FixtureRequest) -> str:
+    return request.config.stash[RUN_ID_KEY]
+
+
+@pytest.fixture
+def leg_record(request: pytest.FixtureRequest) -> LegRecord:
+    return LegRecord(request.node)
+
+
+@pytest.fixture
+def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> Iterator[ProbeClient]:
+    if not probe_config.base_url:
+        degrade("config_missing:PAYMENT_PROBE_BASE_URL")
+    client = ProbeClient(probe_config, on_response=leg_record.add_latency)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class UpgradeSettings:
+    database_url: str
+    webhook_secret: str
+    plan_id: str
+
+
+@pytest.fixture
+def upgrade_settings(probe_config: ProbeConfig) -> UpgradeSettings:
+    """The upgrade leg's three variables; the first missing one names the ``degraded`` reason."""
+    for variable, value in (
+        ("PAYMENT_PROBE_DATABASE_URL", probe_config.database_url),
+        ("RAZORPAY_TEST_WEBHOOK_SECRET", probe_config.webhook_secret),
+        ("PAYMENT_PROBE_TEST_PLAN_ID_PRO", probe_config.test_plan_id_pro),
+    ):
+        if not value:
+            degrade(f"config_missing:{variable}")
+    assert probe_config.database_url and probe_config.webhook_secret and probe_config.test_plan_id_pro
+    return UpgradeSettings(
+        probe_config.database_url, probe_config.webhook_secret, probe_config.test_plan_id_pro
+    )
+
+
+@dataclass
+class CohortTeam:
+    id: str
+    connection: Any
+
+
+@pytest.fixture
+def cohort_team(
+    upgrade_settings: UpgradeSettings, run_id: str, leg_record: LegRecord
+) -> Iterator[CohortTeam]:
+    """Mint a hobby-tier cohort team and always reap it, on every path including a timeout."""
+    try:
+        conn = cohort.connect(upgrade_settings.database_url)
+    except Exception as exc:
+        degrade("mint_failed", f"database unreachable ({type(exc).__name__})")
+    try:
+        team_id = cohort.mint(conn, run_id)
+    except Exception as exc:
+        conn.close()
+        degrade("mint_failed", f"insert into teams failed ({type(exc).__name__})")
+    leg_record.note("cohort_team_id", team_id)
+    team = CohortTeam(team_id, conn)
+    try:
+        yield team
+    finally:
+        _reap(upgrade_settings.database_url, team)
+
+
+def _reap(database_url: str, team: CohortTeam) -> None:
+    """Delete the team; if the leg's connection broke, try once more on a fresh one."""
+    try:
+        cohort.reap(team.connection, team.id)
+        return
+    except Exception:
+        pass
+    finally:
+        team.connection.close()
+    try:
+        with cohort.connect(database_url) as conn:
+            cohort.reap(conn, team.id)
+    except Exception as exc:
+        raise LegFailed("reap_failed", f"cohort team {team.id} left behind ({type(exc).__name__})") from None

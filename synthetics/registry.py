@@ -1,0 +1,47 @@
+"""The closed vocabulary of legs: their names, markers and latency budgets (SPEC section 2).
+
+Dashboards, alerts and the audit trail key on these names, so the set is closed: the
+project's tests fail when a ``test_<leg>`` exists without an entry here, or the reverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synthetics.config import ProbeConfig
+
+
+@dataclass(frozen=True)
+class Leg:
+    name: str
+    marker: str  # "prod_safe" or "upgrade"
+    slow_seconds: float  # default latency budget; over it but correct is ``degraded``
+
+
+LEGS: dict[str, Leg] = {
+    leg.name: leg
+    for leg in (
+        Leg("checkout_reachable", "prod_safe", 5.0),
+        Leg("billing_state", "prod_safe", 2.0),
+        Leg("invoices_reachable", "prod_safe", 2.0),
+        Leg("webhook_security", "prod_safe", 2.0),
+        Leg("upgrade_webhook_e2e", "upgrade", 8.0),
+    )
+}
+
+RESULTS = ("pass", "degraded", "fail")
+MARKERS = ("prod_safe", "upgrade")
+
+
+def leg_for_test(function_name: str) -> Leg | None:
+    """The leg a test function implements (``test_<leg>``), or ``None`` for any other test."""
+    if not function_name.startswith("test_"):
+        return None
+    return LEGS.get(function_name.removeprefix("test_"))
+
+
+def slow_threshold(leg: Leg, config: ProbeConfig) -> float:
+    """The budget in force: the spec's default unless an override variable is set."""
+    if leg.marker == "upgrade":
+        return config.upgrade_slow_seconds or leg.slow_seconds
+    return config.slow_seconds or leg.slow_seconds
