@@ -149,6 +149,7 @@ class ProbeConfig:
     http_timeout_seconds: float = 15.0
     leg_timeout_seconds: float = 60.0
     metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_host: str = "0.0.0.0"  # PAYMENT_PROBE_METRICS_HOST; 127.0.0.1 for loopback only
     new_relic_account_id: str | None = None
     new_relic_insert_key: str | None = field(default=None, repr=False)
     new_relic_region: str = "US"
@@ -220,6 +221,7 @@ def load_config(
         http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", 15.0),
         leg_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", 60.0),
         metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", DEFAULT_METRICS_PORT),
+        metrics_host=_text(env, "PAYMENT_PROBE_METRICS_HOST") or "0.0.0.0",
         new_relic_account_id=account,
         new_relic_insert_key=_text(env, "NEW_RELIC_INSERT_KEY"),
         new_relic_region=region,

@@ -39,20 +39,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prod_safe: non-charging, contract-only leg")
     config.addinivalue_line("markers", "upgrade: TEST-mode money-path leg (DB + TEST secret)")
-    try:
-        probe_config = load_config(
-            base_url=config.option.probe_base_url,
-            api_token=config.option.probe_api_token,
-            database_url=config.option.probe_database_url,
-        )
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    if CONFIG_KEY in config.stash:  # handed in by the runner (ProvidedConfig), already validated
+        probe_config = config.stash[CONFIG_KEY]
+    else:
+        probe_config = _config_from_options(config)
     config.stash[CONFIG_KEY] = probe_config
     # Decided once on the controller; xdist ships option values to its workers, so every
     # worker stamps the same run id on its outcomes and cohort teams.
     if not config.option.probe_run_id:
         config.option.probe_run_id = uuid.uuid4().hex[:12]
     config.stash[RUN_ID_KEY] = config.option.probe_run_id
+
+
+def _config_from_options(config: pytest.Config) -> ProbeConfig:
+    try:
+        return load_config(
+            base_url=config.option.probe_base_url,
+            api_token=config.option.probe_api_token,
+            database_url=config.option.probe_database_url,
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+class ProvidedConfig:
+    """Hands an already-validated config to a session, so the runner reads the env only once."""
+
+    def __init__(self, probe_config: ProbeConfig) -> None:
+        self.probe_config = probe_config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[CONFIG_KEY] = self.probe_config
 
 
 def probe_config_of(config: pytest.Config) -> ProbeConfig:

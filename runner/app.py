@@ -1,0 +1,103 @@
+"""The runner process assembled: metrics registry, sinks, plugin, leadership, HTTP endpoints.
+
+Everything long-lived is created here once and reused by every run (a registry recreated per
+run would raise duplicate-timeseries errors and reset counters that alerts ``rate()`` over).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from runner.http_server import PortInUse, ProbeHTTPServer
+from runner.leadership import Leadership
+from runner.legrun import LegRunner, RunReport
+from runner.loop import Runner, new_run_id, replica_name
+from runner.signals.metrics import ProbeMetrics
+from runner.signals.plugin import SignalsPlugin
+from runner.signals.wiring import build_sinks, count_sink_error
+from synthetics.config import ProbeConfig
+
+log = logging.getLogger("payment_probe.runner")
+
+
+class StartupError(RuntimeError):
+    """A configuration the runner cannot start with: exit 2, one line."""
+
+
+class App:
+    def __init__(
+        self, config: ProbeConfig, *, serve_http: bool = True,
+        on_run: Callable[[RunReport], None] | None = None, clustered: bool = True,
+        log_stream: TextIO | None = None, quiet_pytest: bool = False,
+    ) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.metrics = ProbeMetrics(self.registry, config.leg_timeout_seconds)
+        self.metrics.enabled.set(1 if config.enabled else 0)
+        self.http: ProbeHTTPServer | None = None
+        leadership = None
+        if config.enabled:
+            self.metrics.prime()
+            if config.database_url:
+                self._migrate()
+                if clustered:
+                    leadership = Leadership(config.database_url, replica_name())
+        plugin = SignalsPlugin(
+            build_sinks(config, self.metrics, log_stream=log_stream),
+            on_sink_error=count_sink_error(self.metrics),
+        )
+        self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
+                             leadership=leadership, on_run=on_run)
+        if serve_http:
+            try:
+                self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port, self.registry,
+                                            self.runner.health)
+            except PortInUse as exc:
+                raise StartupError(
+                    f"PAYMENT_PROBE_METRICS_PORT: port {config.metrics_port} on "
+                    f"{config.metrics_host} is not available ({exc.strerror or exc})"
+                ) from None
+            self.http.start()
+            log.info("serving /metrics and /healthz on http://%s:%d", config.metrics_host, self.http.port)
+
+    def _migrate(self) -> None:
+        from runner.signals.audit import AuditSchemaError, migrate
+
+        assert self.config.database_url
+        try:
+            migrate(self.config.database_url, self.config.audit_table)
+        except AuditSchemaError as exc:
+            raise StartupError(str(exc)) from None
+        except Exception as exc:
+            # The prober's own dependency is down: probe anyway, spool audit rows until it returns.
+            log.error("audit database unreachable at start (%s); rows will be spooled", type(exc).__name__)
+
+    def run_once(self) -> RunReport:
+        report = self.runner.run_once()
+        return report
+
+    def run_forever(self) -> None:
+        self.runner.install_signal_handlers()
+        try:
+            if not self.config.enabled:
+                self.runner.serve_disabled()
+            else:
+                self.runner.run_forever()
+        finally:
+            self.close()
+        log.info("payment-probe stopped after %d run(s)", self.runner.runs_done)
+
+    def close(self) -> None:
+        if self.runner.leadership is not None:
+            self.runner.leadership.close()
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+
+
+__all__ = ["App", "StartupError", "new_run_id"]

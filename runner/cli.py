@@ -1,0 +1,194 @@
+"""``payment-probe``: run, run --once, sandbox, migrate, sweep, demo.
+
+Configuration is read and validated here, once, at the edge; a bad value exits 2 with one
+line naming the variable and the accepted form (never a secret's value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from synthetics import __version__
+from synthetics.config import ConfigError, ProbeConfig, load_config
+
+log = logging.getLogger("payment_probe.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+DISABLED_LINE = "payment-probe: disabled (PAYMENT_PROBE_ENABLED is off); no legs run"
+
+
+def _die(message: str) -> int:
+    print(f"payment-probe: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="payment-probe",
+        description="Continuous synthetic monitor of a billing API's money path. "
+        "Settings come from PAYMENT_PROBE_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"payment-probe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the legs every interval (flag-gated by PAYMENT_PROBE_ENABLED)",
+                         description="Run the legs every PAYMENT_PROBE_INTERVAL_SECONDS, one replica "
+                         "per cluster, serving /metrics and /healthz.")
+    run.add_argument("--once", action="store_true",
+                     help="run one cycle and exit: 0 nothing failed, 1 a leg failed, 2 bad configuration")
+    run.add_argument("--json", action="store_true",
+                     help="with --once: print the outcomes as a JSON array on stdout (and nothing else)")
+
+    sb = sub.add_parser("sandbox", help="serve the reference billing API with switchable faults",
+                        description="Serve SPEC's billing API contract over HTTP, backed by Postgres "
+                        "(embedded when no --database-url / PAYMENT_PROBE_DATABASE_URL).")
+    sb.add_argument("--host", default="127.0.0.1")
+    sb.add_argument("--port", type=int, default=8080)
+    sb.add_argument("--database-url", default=None)
+    sb.add_argument("--fault", action="append", default=[], metavar="NAME",
+                    help="start with this fault on (repeatable); change later with POST /_sandbox/faults")
+    sb.add_argument("--webhook-secret", default=os.environ.get("RAZORPAY_TEST_WEBHOOK_SECRET") or "whsec_sandbox_test")
+    sb.add_argument("--plan-id", default=os.environ.get("PAYMENT_PROBE_TEST_PLAN_ID_PRO") or "plan_test_pro")
+    sb.add_argument("--api-token", default=None, help="demand this bearer token on the billing endpoints")
+
+    sub.add_parser("migrate", help="create the audit table (PAYMENT_PROBE_AUDIT_TABLE) if missing",
+                   description="Create the audit table if missing and check an existing one's columns.")
+    sub.add_parser("sweep", help="reap leftover cohort teams once and print how many",
+                   description="Delete cohort teams (is_test_cohort, payment-probe-cohort- prefix) older "
+                   "than the leg timeout; never touches any other row.")
+
+    demo = sub.add_parser("demo", help="embedded Postgres + sandbox + the runner, printing each run",
+                          description="The README's main job: everything on loopback, until Ctrl-C.")
+    demo.add_argument("--fault", action="append", default=[], metavar="NAME")
+    demo.add_argument("--interval", type=float, default=15.0, help="seconds between runs (default 15)")
+    demo.add_argument("--metrics-port", type=int, default=None,
+                      help="default PAYMENT_PROBE_METRICS_PORT, or a free port if that one is busy")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", module="platformdirs")
+    args = build_parser().parse_args(argv)
+    from runner.logging_setup import configure_logging
+
+    configure_logging()
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        return _die(str(exc))
+    if args.command == "run":
+        if args.json and not args.once:
+            return _die("--json needs --once")
+        return cmd_run(config, once=args.once, as_json=args.json)
+    if args.command == "sandbox":
+        return cmd_sandbox(args, config)
+    if args.command == "migrate":
+        return cmd_migrate(config)
+    if args.command == "sweep":
+        return cmd_sweep(config)
+    if args.command == "demo":
+        from runner.demo import run_demo
+
+        return run_demo(args.fault, args.interval, args.metrics_port)
+    return EXIT_CONFIG
+
+
+def cmd_migrate(config: ProbeConfig) -> int:
+    if not config.database_url:
+        return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
+    from runner.signals.audit import AuditSchemaError, migrate
+
+    try:
+        migrate(config.database_url, config.audit_table)
+    except AuditSchemaError as exc:
+        return _die(str(exc))
+    except Exception as exc:
+        print(f"payment-probe: migrate failed: database unreachable ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"audit table {config.audit_table} is ready")
+    return EXIT_OK
+
+
+def cmd_sweep(config: ProbeConfig) -> int:
+    if not config.database_url:
+        return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
+    from runner.sweep import sweep_orphans
+
+    try:
+        reaped = sweep_orphans(config.database_url, config.leg_timeout_seconds)
+    except Exception as exc:
+        print(f"payment-probe: sweep failed ({type(exc).__name__})", file=sys.stderr)
+        return EXIT_FAILED
+    print(reaped)
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
+    import signal
+    import threading
+
+    from sandbox.faults import UnknownFault
+    from sandbox.server import SandboxSettings, start
+
+    embedded = None
+    database_url = args.database_url or config.database_url
+    if not database_url:
+        from runner.embedded_pg import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres()
+        database_url = embedded.start()
+    try:
+        settings = SandboxSettings(
+            database_url=database_url, webhook_secret=args.webhook_secret, plan_id_pro=args.plan_id,
+            api_token=args.api_token, faults=args.fault,
+        )
+        try:
+            server = start(settings, args.host, args.port)
+        except UnknownFault as exc:
+            return _die(str(exc))
+        except OSError as exc:
+            return _die(f"--port: cannot listen on {args.host}:{args.port} ({exc.strerror})")
+        print(f"sandbox billing API on {server.url} (faults: {', '.join(args.fault) or 'none'})",
+              file=sys.stderr, flush=True)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.signal(signal.SIGINT, lambda *_: done.set())
+        while not done.wait(1.0):
+            pass
+        server.stop()
+        return EXIT_OK
+    finally:
+        if embedded is not None:
+            embedded.destroy()
+
+
+def cmd_run(config: ProbeConfig, *, once: bool, as_json: bool) -> int:
+    from runner.app import App, StartupError
+
+    if not config.enabled:
+        if once:
+            print(DISABLED_LINE, file=sys.stderr)
+            return EXIT_OK
+    try:
+        app = App(config, serve_http=not once)
+    except StartupError as exc:
+        return _die(str(exc))
+    if once:
+        report = app.run_once()
+        app.close()
+        if as_json:
+            sys.stdout.write(json.dumps([o.summary() for o in report.outcomes]) + "\n")
+            sys.stdout.flush()
+        return EXIT_FAILED if report.failed else EXIT_OK
+    app.run_forever()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""``make demo``: embedded Postgres + sandbox + the runner, enabled, printing each run as a table.
+
+Everything listens on loopback; Ctrl-C finishes the current run, stops the sandbox and
+removes the temporary cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from runner.app import App, StartupError
+from runner.embedded_pg import EmbeddedPostgres
+from runner.legrun import RunReport
+from synthetics.config import DEFAULT_METRICS_PORT, load_config
+
+DEMO_SECRET = "whsec_demo_only_not_a_real_secret"
+DEMO_PLAN = "plan_test_pro"
+MARKS = {"pass": "  ok  ", "degraded": "  WARN", "fail": "  FAIL"}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def format_run(report: RunReport) -> str:
+    lines = [f"\nrun {report.run_id}  ({report.duration_seconds:.2f}s)",
+             f"      {'leg':<22} {'result':<9} {'severity':<9} {'latency':>9}  reason"]
+    for o in report.outcomes:
+        latency = "-" if o.latency_seconds is None else f"{o.latency_seconds * 1000:.1f} ms"
+        lines.append(f"{MARKS[o.result]}{o.leg:<22} {o.result:<9} {o.severity:<9} {latency:>9}  {o.reason}")
+    return "\n".join(lines)
+
+
+def print_run(report: RunReport) -> None:
+    print(format_run(report), flush=True)
+
+
+def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> int:
+    from sandbox.faults import UnknownFault
+    from sandbox.server import SandboxSettings, start
+
+    port = metrics_port or DEFAULT_METRICS_PORT
+    if metrics_port is None and not _port_free(port):
+        port = _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="payment-probe-demo-"))
+    pg = EmbeddedPostgres(workdir / "pg")
+    print("starting embedded Postgres ...", flush=True)
+    database_url = pg.start()
+    try:
+        try:
+            sandbox = start(SandboxSettings(database_url=database_url, webhook_secret=DEMO_SECRET,
+                                            plan_id_pro=DEMO_PLAN, faults=faults))
+        except UnknownFault as exc:
+            print(f"payment-probe: --fault: {exc}", file=sys.stderr)
+            return 2
+        env = dict(os.environ)
+        env.update({
+            "PAYMENT_PROBE_ENABLED": "1",
+            "PAYMENT_PROBE_BASE_URL": sandbox.url,
+            "PAYMENT_PROBE_DATABASE_URL": database_url,
+            "RAZORPAY_TEST_WEBHOOK_SECRET": DEMO_SECRET,
+            "PAYMENT_PROBE_TEST_PLAN_ID_PRO": DEMO_PLAN,
+            "PAYMENT_PROBE_INTERVAL_SECONDS": str(interval),
+            "PAYMENT_PROBE_METRICS_PORT": str(port),
+            "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
+            "PAYMENT_PROBE_ENVIRONMENT": env.get("PAYMENT_PROBE_ENVIRONMENT", "demo"),
+            "PAYMENT_PROBE_SPOOL_DIR": str(workdir / "spool"),
+            "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS": env.get("PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", "20"),
+            "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": env.get("PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", "5"),
+            "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": env.get("PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", "10"),
+        })
+        config = load_config(env)
+        log_path = workdir / "outcomes.jsonl"
+        with open(log_path, "a") as log_stream:
+            try:
+                app = App(config, on_run=print_run, log_stream=log_stream, quiet_pytest=True)
+            except StartupError as exc:
+                print(f"payment-probe: {exc}", file=sys.stderr)
+                return 2
+            print(f"sandbox billing API  {sandbox.url}   faults: {', '.join(faults) or 'none'}")
+            print(f"metrics              http://127.0.0.1:{port}/metrics   (health: /healthz)")
+            print(f"JSON outcome log     {log_path}")
+            print(f"switch faults live   curl -X POST {sandbox.url}/_sandbox/faults "
+                  "-d '{\"faults\": [\"webhook_accept_unsigned\"]}'")
+            print(f"running every {interval:g}s; Ctrl-C to stop", flush=True)
+            app.run_forever()
+        sandbox.stop()
+        return 0
+    finally:
+        pg.destroy()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,83 @@
+"""One prober per cluster: a Postgres advisory lock for leadership, a unique row per slot.
+
+The lock lives on a dedicated session: when the leader dies its connection drops and the
+lock with it, so another replica leads from the next slot. The per-slot row, inserted with
+``ON CONFLICT DO NOTHING``, is the second guard (as in River's periodic jobs): two replicas
+that both believe they lead still run a slot once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from synthetics.cohort import connect
+
+log = logging.getLogger("payment_probe.leadership")
+
+LOCK_KEY = 7_305_218_416_005_123_001  # fits in bigint; "payment-probe leader"
+SLOTS_DDL = """
+CREATE TABLE IF NOT EXISTS payment_probe_slots (
+  slot_start timestamptz PRIMARY KEY,
+  replica    text NOT NULL,
+  claimed_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+class Leadership:
+    def __init__(self, database_url: str, replica: str) -> None:
+        self._database_url = database_url
+        self.replica = replica
+        self._conn: Any = None
+        self.leading = False
+
+    def _session(self) -> Any:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.leading = False
+            self._conn = connect(self._database_url)
+            self._conn.execute(SLOTS_DDL)
+        return self._conn
+
+    def is_leader(self) -> bool:
+        """True while this replica holds the lock; takes it when it is free."""
+        try:
+            conn = self._session()
+            if self.leading:
+                conn.execute("SELECT 1")
+                return True
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            became = bool(row and row[0])
+            if became:
+                log.info("replica %s is now the leader", self.replica)
+            self.leading = became
+            return became
+        except Exception as exc:
+            log.warning("leadership check failed (%s); not running this slot", type(exc).__name__)
+            self.close()
+            return False
+
+    def claim(self, slot_start: float) -> bool:
+        """Insert this slot's row; False when any replica already ran it."""
+        try:
+            conn = self._session()
+            row = conn.execute(
+                "INSERT INTO payment_probe_slots (slot_start, replica) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING slot_start",
+                (datetime.fromtimestamp(slot_start, UTC), self.replica),
+            ).fetchone()
+            conn.execute("DELETE FROM payment_probe_slots WHERE slot_start < now() - interval '7 days'")
+            return row is not None
+        except Exception as exc:
+            log.warning("slot claim failed (%s); not running this slot", type(exc).__name__)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        self.leading = False
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None

@@ -1,0 +1,99 @@
+"""One run of the legs: ``pytest.main`` in-process, from the main thread, with the signals plugin.
+
+The main thread matters: pytest-timeout's signal method (SIGALRM) is what lets the upgrade
+leg's reap run after a timeout, and signals are only delivered there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import synthetics
+from runner.signals.outcome import Outcome
+from runner.signals.plugin import SignalsPlugin
+from synthetics.config import ProbeConfig
+from synthetics.plugin import ProvidedConfig
+
+LEGS_DIR = str(Path(synthetics.__file__).parent)
+MARK_EXPRESSION = "prod_safe or upgrade"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    outcomes: list[Outcome]
+    pytest_exit_code: int
+    duration_seconds: float
+    finished_at: float
+
+    @property
+    def failed(self) -> bool:
+        return any(o.result == "fail" for o in self.outcomes)
+
+
+@contextmanager
+def stdout_redirected(quiet: bool) -> Iterator[None]:
+    """pytest's terminal output goes to stderr (or nowhere), so ``--json`` owns stdout alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    target = os.open(os.devnull, os.O_WRONLY) if quiet else 2
+    os.dup2(target, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        if quiet:
+            os.close(target)
+
+
+class LegRunner:
+    """Owns the long-lived signals plugin; each ``run`` is one fresh pytest session."""
+
+    def __init__(
+        self, config: ProbeConfig, plugin: SignalsPlugin, extra_args: list[str] | None = None,
+        *, quiet: bool = False,
+    ) -> None:
+        self.config = config
+        self.plugin = plugin
+        self.extra_args = list(extra_args or [])
+        self.quiet = quiet
+
+    def args(self, run_id: str) -> list[str]:
+        return [
+            LEGS_DIR,
+            "--rootdir", LEGS_DIR,
+            "-c", os.devnull,  # never pick up an ini or conftest of whatever directory we run in
+            "-p", "synthetics.plugin",
+            "-p", "runner.signals.plugin",
+            "-p", "no:cacheprovider",
+            "-p", "no:stepwise",
+            "--import-mode=importlib",
+            "-m", MARK_EXPRESSION,
+            f"--run-id={run_id}",
+            "-p", "no:warnings",
+            "--assert=plain",  # legs raise LegFailed; rewriting would only cost start-up time
+            "-q", "--tb=no", "--no-header",
+            *self.extra_args,
+        ]
+
+    def run(self, run_id: str) -> RunReport:
+        started = time.perf_counter()
+        with stdout_redirected(self.quiet):
+            code = pytest.main(self.args(run_id), plugins=[ProvidedConfig(self.config), self.plugin])
+        return RunReport(
+            run_id=run_id,
+            outcomes=list(self.plugin.outcomes),
+            pytest_exit_code=int(code),
+            duration_seconds=time.perf_counter() - started,
+            finished_at=time.time(),
+        )

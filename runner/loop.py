@@ -1,0 +1,150 @@
+"""The continuous runner: every interval slot, one run of the legs, on one replica of the cluster.
+
+Slots are wall-clock multiples of the interval (fixed rate, no drift, and every replica
+agrees on them). A run that overruns its slot delays the next one; runs never overlap.
+Nothing raised by a run ends the loop; SIGTERM/SIGINT let the current run finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from runner.legrun import LegRunner, RunReport
+from runner.leadership import Leadership
+from runner.signals.metrics import ProbeMetrics
+from runner.sweep import sweep_orphans
+from synthetics.config import ProbeConfig
+from synthetics.registry import LEGS
+
+log = logging.getLogger("payment_probe.runner")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Runner:
+    def __init__(
+        self,
+        config: ProbeConfig,
+        metrics: ProbeMetrics,
+        legs: LegRunner,
+        *,
+        leadership: Leadership | None = None,
+        on_run: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.legs = legs
+        self.leadership = leadership
+        self.on_run = on_run
+        self.stop_requested = threading.Event()
+        self.last_heartbeat = time.monotonic()
+        self.runs_done = 0
+        self._signals = 0
+
+    # ---- health ------------------------------------------------------------------------------
+    def stale_after_seconds(self) -> float:
+        """A run may take every leg's timeout; beyond that plus slack the loop is stuck."""
+        return len(LEGS) * self.config.leg_timeout_seconds + 60.0
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        age = time.monotonic() - self.last_heartbeat
+        ok = age <= self.stale_after_seconds()
+        return ok, {"status": "ok" if ok else "stuck", "enabled": self.config.enabled,
+                    "heartbeat_age_seconds": round(age, 3), "runs": self.runs_done}
+
+    # ---- signals -------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second %s: exiting at once", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        log.info("%s received: finishing the current run, then exiting", signal.Signals(signum).name)
+        self.stop_requested.set()
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def serve_disabled(self) -> None:
+        log.info("payment-probe is disabled (PAYMENT_PROBE_ENABLED is off): no legs will run")
+        while not self.stop_requested.wait(1.0):
+            self.last_heartbeat = time.monotonic()
+
+    def run_forever(self, max_runs: int | None = None) -> None:
+        interval = self.config.interval_seconds
+        next_slot = math.floor(time.time() / interval) * interval
+        while not self.stop_requested.is_set():
+            self.last_heartbeat = time.monotonic()
+            wait = next_slot - time.time()
+            if wait > 0:
+                self.stop_requested.wait(min(wait, 1.0))
+                continue
+            self.tick(next_slot)
+            if max_runs is not None and self.runs_done >= max_runs:
+                return
+            now = time.time()
+            next_slot += interval * max(1, math.floor((now - next_slot) / interval) + 1)
+
+    def tick(self, slot_start: float) -> RunReport | None:
+        """One slot: claim it (when clustered), sweep orphans, run the legs. Never raises."""
+        try:
+            if self.leadership is not None:
+                if not self.leadership.is_leader() or not self.leadership.claim(slot_start):
+                    return None
+            return self.run_once()
+        except Exception as exc:
+            self.metrics.run_errors.inc()
+            log.exception("run crashed outside the legs (%s); the loop goes on", type(exc).__name__)
+            return None
+        finally:
+            self.last_heartbeat = time.monotonic()
+
+    def run_once(self) -> RunReport:
+        self.sweep()
+        report = self.legs.run(new_run_id())
+        self.runs_done += 1
+        self.metrics.runs.inc()
+        self.metrics.last_run.set(report.finished_at)
+        self.metrics.run_duration.set(report.duration_seconds)
+        if report.pytest_exit_code not in (0, 1) or len(report.outcomes) < len(LEGS):
+            self.metrics.run_errors.inc()
+            log.error("pytest ended with exit code %d and %d of %d outcomes",
+                      report.pytest_exit_code, len(report.outcomes), len(LEGS))
+        if self.on_run is not None:
+            try:
+                self.on_run(report)
+            except Exception:
+                log.exception("on_run callback failed")
+        return report
+
+    def sweep(self) -> int:
+        if not self.config.database_url:
+            return 0
+        try:
+            reaped = sweep_orphans(self.config.database_url, self.config.leg_timeout_seconds)
+        except Exception as exc:
+            self.metrics.run_errors.inc()
+            log.warning("sweep of leftover cohort teams failed (%s)", type(exc).__name__)
+            return 0
+        if reaped:
+            self.metrics.cohort_reaped.inc(reaped)
+            log.warning("reaped %d leftover cohort team(s) of a killed run", reaped)
+        return reaped
+
+
+def replica_name() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
