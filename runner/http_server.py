@@ -34,7 +34,7 @@ class ProbeHTTPServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def start(self) -> None:
-        threading.Thread(target=self.serve_forever, name="metrics-http", daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.1,), name="metrics-http", daemon=True).start()
 
     def stop(self) -> None:
         self.shutdown()

@@ -79,7 +79,7 @@ class SandboxServer(ThreadingHTTPServer):
             return int(cur.rowcount)
 
     def start_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="sandbox", daemon=True)
+        thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="sandbox", daemon=True)
         thread.start()
         return thread
 
@@ -105,7 +105,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     # ---- plumbing -------------------------------------------------------------------------
     def _record(self) -> None:
         self.server.requests.append(
-            {"method": self.command, "path": self.path, "headers": dict(self.headers.items())}
+            {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+             "body": b""}
         )
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json",
@@ -123,7 +124,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(min(length, MAX_WEBHOOK_BYTES)) if length > 0 else b""
+        body = self.rfile.read(min(length, MAX_WEBHOOK_BYTES)) if length > 0 else b""
+        if self.server.requests:
+            self.server.requests[-1]["body"] = body[:4096]
+        return body
 
     def _authorized(self) -> bool:
         token = self.server.settings.api_token

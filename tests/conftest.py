@@ -1,0 +1,131 @@
+"""Shared fixtures of the project's own suite: a real Postgres, the real sandbox, real runs.
+
+The cluster is embedded (started once per session) unless PAYMENT_PROBE_DATABASE_URL names
+one; every test that touches tables gets its own fresh database in it, so tests never see
+each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+warnings.filterwarnings("ignore", module="platformdirs")
+
+from runner.embedded_pg import EmbeddedPostgres  # noqa: E402
+from runner.legrun import LegRunner  # noqa: E402
+from runner.signals.outcome import Outcome  # noqa: E402
+from runner.signals.plugin import SignalsPlugin  # noqa: E402
+from runner.signals.sink import MemorySink  # noqa: E402
+from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start  # noqa: E402
+from synthetics.config import ProbeConfig, load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = "whsec_tests_5f1e0c"
+PLAN_ID = "plan_test_pro_tests"
+pytest_plugins = ["pytester"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The server URL (its ``postgres`` database); embedded unless the env names one."""
+    external = os.environ.get("PAYMENT_PROBE_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with EmbeddedPostgres() as pg:
+        yield pg.url
+
+
+def _with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def database_url(pg_server: str) -> Iterator[str]:
+    """A fresh database with the ``teams`` table, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = _with_database(pg_server, name)
+    ensure_teams_table(url)
+    yield url
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def sandbox(database_url: str) -> Iterator[SandboxServer]:
+    server = start(SandboxSettings(database_url=database_url, webhook_secret=WEBHOOK_SECRET,
+                                   plan_id_pro=PLAN_ID, slow_seconds=0.6, flip_delay_seconds=1.0))
+    yield server
+    server.stop()
+
+
+def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment a runner needs to probe the sandbox with every leg able to pass."""
+    env = {
+        "PAYMENT_PROBE_ENABLED": "1",
+        "PAYMENT_PROBE_BASE_URL": sandbox.url,
+        "PAYMENT_PROBE_DATABASE_URL": database_url,
+        "RAZORPAY_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PAYMENT_PROBE_TEST_PLAN_ID_PRO": PLAN_ID,
+        "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": "2",
+        "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS": "8",
+        "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": "3",
+        "PAYMENT_PROBE_SLOW_SECONDS": "0.5",
+        "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool"),
+        "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Probe:
+    """Runs the real legs in-process against the sandbox and returns outcomes by leg."""
+
+    sandbox: SandboxServer
+    database_url: str
+    tmp_path: Path
+
+    def config(self, **extra: str) -> ProbeConfig:
+        return load_config(probe_env(self.sandbox, self.database_url, self.tmp_path, **extra))
+
+    def run(self, *faults: str, legs: str | None = None, **extra: str) -> dict[str, Outcome]:
+        self.sandbox.faults.replace(faults)
+        config = self.config(**extra)
+        sink = MemorySink()
+        args = ["-k", legs] if legs else []
+        runner = LegRunner(config, SignalsPlugin([sink]), args, quiet=True)
+        report = runner.run(uuid.uuid4().hex[:12])
+        return {o.leg: o for o in report.outcomes}
+
+
+@pytest.fixture
+def probe(sandbox: SandboxServer, database_url: str, tmp_path: Path) -> Probe:
+    return Probe(sandbox, database_url, tmp_path)
