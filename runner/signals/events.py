@@ -1,7 +1,7 @@
 """``InstantPaymentProbe`` custom events to the New Relic Event API: one gzip POST per run.
 
-Bounded by a total budget (a few seconds) with one retry on 408/429/5xx or a transport
-error; a failure raises ``SinkError`` for the plugin to count and log, never fails a leg.
+Bounded by a total budget (a few seconds) with one retry on 408/429/5xx or a failed
+connection (not on a read timeout, which may mean the batch was taken); a failure raises ``SinkError`` for the plugin to count and log, never fails a leg.
 """
 
 from __future__ import annotations
@@ -110,6 +110,10 @@ class EventSink:
             timeout = min(self.attempt_timeout_seconds, remaining)
             try:
                 resp = self.session.post(self.url, data=body, headers=headers, timeout=timeout)
+            except requests.exceptions.ReadTimeout:
+                # The API may have taken the batch: a retry could double every event.
+                problem = "ReadTimeout"
+                break
             except requests.RequestException as exc:
                 problem = type(exc).__name__
             else:
