@@ -147,4 +147,5 @@ class Runner:
 
 
 def replica_name() -> str:
-    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    """Host and pid: in a pod the hostname is the pod name, which is what an operator looks for."""
+    return f"{socket.gethostname()}-{os.getpid()}"
