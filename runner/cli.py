@@ -171,10 +171,9 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
 def cmd_run(config: ProbeConfig, *, once: bool, as_json: bool) -> int:
     from runner.app import App, StartupError
 
-    if not config.enabled:
-        if once:
-            print(DISABLED_LINE, file=sys.stderr)
-            return EXIT_OK
+    if not config.enabled and once:
+        print(DISABLED_LINE, file=sys.stderr)
+        return EXIT_OK
     try:
         app = App(config, serve_http=not once)
     except StartupError as exc:

@@ -8,6 +8,7 @@ that both believe they lead still run a slot once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -76,8 +77,6 @@ class Leadership:
     def close(self) -> None:
         self.leading = False
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:
-                pass
             self._conn = None

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from runner.legrun import LegRunner, RunReport
 from runner.leadership import Leadership
+from runner.legrun import LegRunner, RunReport
 from runner.signals.metrics import ProbeMetrics
 from runner.sweep import sweep_orphans
 from synthetics.config import ProbeConfig
@@ -102,9 +102,9 @@ class Runner:
     def tick(self, slot_start: float) -> RunReport | None:
         """One slot: claim it (when clustered), sweep orphans, run the legs. Never raises."""
         try:
-            if self.leadership is not None:
-                if not self.leadership.is_leader() or not self.leadership.claim(slot_start):
-                    return None
+            leadership = self.leadership
+            if leadership is not None and not (leadership.is_leader() and leadership.claim(slot_start)):
+                return None
             return self.run_once()
         except Exception as exc:
             self.metrics.run_errors.inc()

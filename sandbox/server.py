@@ -6,6 +6,7 @@ the prober's signer or paths would agree with the prober's bugs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -69,9 +70,8 @@ class SandboxServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}"
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def set_tier(self, team_id: str, tier: str) -> int:
         with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5) as conn:
@@ -93,7 +93,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server: SandboxServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the demo prints outcomes; per-request access logs would drown them
 
     def setup(self) -> None:
@@ -137,7 +137,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
     # ---- routing --------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._record()
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
@@ -151,7 +151,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "not_found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._record()
         path = self.path.split("?", 1)[0]
         if path == "/_sandbox/faults":
@@ -294,9 +294,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         expected = hmac.new(settings.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
         valid = signature is not None and hmac.compare_digest(expected.encode(), signature.encode())
         if not valid:
-            if signature is None and "webhook_accept_unsigned" in faults:
-                self._json(200, {"status": "accepted"})
-            elif signature is not None and "webhook_accept_forged" in faults:
+            accepting = "webhook_accept_unsigned" if signature is None else "webhook_accept_forged"
+            if accepting in faults:
                 self._json(200, {"status": "accepted"})
             elif "webhook_wrong_rejection" in faults:
                 self._json(400, {"error": "bad_request"})
@@ -357,10 +356,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._json(200, {"status": "applied" if updated else "ignored"})
 
     def _flip_quietly(self, team_id: str, tier: str) -> None:
-        try:
+        with contextlib.suppress(psycopg.Error):
             self.server.set_tier(team_id, tier)
-        except psycopg.Error:
-            pass
 
 
 def start(settings: SandboxSettings, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:

@@ -184,7 +184,7 @@ class ProbeConfig:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(changes)
-        return ProbeConfig(**data)  # type: ignore[arg-type]
+        return ProbeConfig(**data)
 
 
 def load_config(

@@ -39,11 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "prod_safe: non-charging, contract-only leg")
     config.addinivalue_line("markers", "upgrade: TEST-mode money-path leg (DB + TEST secret)")
-    if CONFIG_KEY in config.stash:  # handed in by the runner (ProvidedConfig), already validated
-        probe_config = config.stash[CONFIG_KEY]
-    else:
-        probe_config = _config_from_options(config)
-    config.stash[CONFIG_KEY] = probe_config
+    # The runner hands in an already validated config (ProvidedConfig); others read the env.
+    if CONFIG_KEY not in config.stash:
+        config.stash[CONFIG_KEY] = _config_from_options(config)
     # Decided once on the controller; xdist ships option values to its workers, so every
     # worker stamps the same run id on its outcomes and cohort teams.
     if not config.option.probe_run_id:

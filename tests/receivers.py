@@ -40,10 +40,10 @@ class EventCollector(ThreadingHTTPServer):
 class _CollectorHandler(BaseHTTPRequestHandler):
     server: EventCollector
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
         self.server.posts.append({"headers": dict(self.headers.items()), "raw": raw,

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import query
 
+from conftest import query
 from runner.signals.outcome import reason_from_skip
 
 PLUGINS = ("-p", "synthetics.plugin", "-p", "runner.signals.plugin")
@@ -189,7 +189,7 @@ def test_invoices_reachable(finalizer):
 
 
 def test_tests_that_are_not_legs_get_no_outcome(pytester: pytest.Pytester) -> None:
-    outcomes, lines, result = run_session(pytester, """
+    outcomes, _, result = run_session(pytester, """
 def test_helper_behaviour():
     pass
 
@@ -206,7 +206,7 @@ def test_one_outcome_per_leg_under_xdist(pytester: pytest.Pytester) -> None:
         for leg in ("checkout_reachable", "billing_state", "invoices_reachable", "webhook_security",
                     "upgrade_webhook_e2e")
     )
-    outcomes, lines, result = run_session(pytester, body, "-n", "2", subprocess=True)
+    outcomes, lines, _ = run_session(pytester, body, "-n", "2", subprocess=True)
     assert sorted(outcomes) == sorted(
         ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "upgrade_webhook_e2e"]
     )

@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from conftest import Probe
 
 REACHABILITY = {"checkout": "checkout_reachable", "billing": "billing_state", "invoices": "invoices_reachable"}

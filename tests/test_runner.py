@@ -10,15 +10,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, Probe, free_port, probe_env, query
 from prometheus_client import CollectorRegistry
 from receivers import ConnectionCounter
 
+from conftest import REPO, Probe, free_port, probe_env, query
 from runner.legrun import LegRunner, RunReport
 from runner.loop import Runner
 from runner.signals.metrics import ProbeMetrics

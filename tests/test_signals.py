@@ -9,12 +9,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, query
 from prometheus_client import CollectorRegistry, generate_latest
 from receivers import EventCollector
 
+from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, query
 from runner.embedded_pg import EmbeddedPostgres
 from runner.legrun import LegRunner, RunReport
 from runner.signals.audit import ACTION, ACTOR, AuditSchemaError, AuditSink, migrate
@@ -359,7 +358,7 @@ def test_redaction_scans_every_byte(probe: Probe, collector: EventCollector, pg_
     assert len(query(database_url, "SELECT * FROM audit_log")) == 15
     for blob in produced:
         assert "LEAKCANARY" not in blob
-        assert "LEAKCANARY".encode().hex() not in blob
+        assert b"LEAKCANARY".hex() not in blob
 
 
 def test_exception_text_with_a_secret_is_redacted(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,

@@ -1,7 +1,8 @@
 """``InstantPaymentProbe`` custom events to the New Relic Event API: one gzip POST per run.
 
 Bounded by a total budget (a few seconds) with one retry on 408/429/5xx or a failed
-connection (not on a read timeout, which may mean the batch was taken); a failure raises ``SinkError`` for the plugin to count and log, never fails a leg.
+connection (not on a read timeout, which may mean the batch was taken); a failure raises
+``SinkError`` for the plugin to count and log, never fails a leg.
 """
 
 from __future__ import annotations

@@ -84,10 +84,8 @@ class PhaseReport(Protocol):
 
 def skip_message(report: PhaseReport) -> str:
     longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        message = str(longrepr[2])
-    else:
-        message = str(longrepr or "")
+    is_skip_tuple = isinstance(longrepr, tuple) and len(longrepr) == 3
+    message = str(longrepr[2]) if is_skip_tuple else str(longrepr or "")
     return message.removeprefix("Skipped: ").strip()
 
 

@@ -9,6 +9,7 @@ instance; a laptop or CI session gets one built from the environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -173,10 +174,8 @@ class SignalsPlugin:
                 action()
         except Exception as exc:
             if self._on_sink_error is not None:
-                try:
+                with contextlib.suppress(Exception):
                     self._on_sink_error(name, exc)
-                except Exception:
-                    pass
             log.error("signal sink %s failed: %s", name, self._redactor.text(f"{type(exc).__name__}: {exc}"))
 
     def _write_json(self, path: str) -> None:
