@@ -66,16 +66,19 @@ class App:
             log.info("serving /metrics and /healthz on http://%s:%d", config.metrics_host, self.http.port)
 
     def _migrate(self) -> None:
+        from runner.leadership import ensure_slots_table
         from runner.signals.audit import AuditSchemaError, migrate
 
         assert self.config.database_url
         try:
             migrate(self.config.database_url, self.config.audit_table)
+            ensure_slots_table(self.config.database_url)
         except AuditSchemaError as exc:
             raise StartupError(str(exc)) from None
         except Exception as exc:
             # The prober's own dependency is down: probe anyway, spool audit rows until it returns.
-            log.error("audit database unreachable at start (%s); rows will be spooled", type(exc).__name__)
+            log.error("audit table check failed at start (%s); rows will be spooled until it works",
+                      type(exc).__name__)
 
     def run_once(self) -> RunReport:
         report = self.runner.run_once()

@@ -102,16 +102,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_migrate(config: ProbeConfig) -> int:
     if not config.database_url:
         return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
+    from runner.leadership import ensure_slots_table
     from runner.signals.audit import AuditSchemaError, migrate
 
     try:
         migrate(config.database_url, config.audit_table)
+        ensure_slots_table(config.database_url)
     except AuditSchemaError as exc:
         return _die(str(exc))
     except Exception as exc:
         print(f"payment-probe: migrate failed: database unreachable ({type(exc).__name__})", file=sys.stderr)
         return EXIT_FAILED
-    print(f"audit table {config.audit_table} is ready")
+    print(f"audit table {config.audit_table} and payment_probe_slots are ready")
     return EXIT_OK
 
 

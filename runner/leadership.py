@@ -26,19 +26,41 @@ CREATE TABLE IF NOT EXISTS payment_probe_slots (
 )"""
 
 
+def ensure_slots_table(database_url: str) -> None:
+    with connect(database_url) as conn:
+        conn.execute(SLOTS_DDL)
+
+
 class Leadership:
+    """Leader election per slot. While the database is unreachable, a replica that was leading
+    keeps leading (nobody else can take the lock either), and a replica that has never reached
+    the database runs too: probing the HTTP legs during a database outage is the point.
+    """
+
     def __init__(self, database_url: str, replica: str) -> None:
         self._database_url = database_url
         self.replica = replica
         self._conn: Any = None
         self.leading = False
+        self.ever_connected = False
 
     def _session(self) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self.leading = False
+            self._drop()
             self._conn = connect(self._database_url)
-            self._conn.execute(SLOTS_DDL)
+            self.ever_connected = True
+            # A fresh session holds no lock yet, whatever we held before the connection broke.
+            self.leading = False
+            with contextlib.suppress(Exception):  # a least-privilege role may not CREATE
+                self._conn.execute(SLOTS_DDL)
         return self._conn
+
+    def _fallback(self, what: str, exc: Exception) -> bool:
+        self._drop()
+        go = self.leading or not self.ever_connected
+        log.warning("%s failed (%s); %s this slot", what, type(exc).__name__,
+                    "running" if go else "not running")
+        return go
 
     def is_leader(self) -> bool:
         """True while this replica holds the lock; takes it when it is free."""
@@ -54,9 +76,7 @@ class Leadership:
             self.leading = became
             return became
         except Exception as exc:
-            log.warning("leadership check failed (%s); not running this slot", type(exc).__name__)
-            self.close()
-            return False
+            return self._fallback("leadership check", exc)
 
     def claim(self, slot_start: float) -> bool:
         """Insert this slot's row; False when any replica already ran it."""
@@ -70,13 +90,14 @@ class Leadership:
             conn.execute("DELETE FROM payment_probe_slots WHERE slot_start < now() - interval '7 days'")
             return row is not None
         except Exception as exc:
-            log.warning("slot claim failed (%s); not running this slot", type(exc).__name__)
-            self.close()
-            return False
+            return self._fallback("slot claim", exc)
 
-    def close(self) -> None:
-        self.leading = False
+    def _drop(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
+
+    def close(self) -> None:
+        self._drop()
+        self.leading = False

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from conftest import query
 from runner.signals.outcome import reason_from_skip
+
+from conftest import query
 
 PLUGINS = ("-p", "synthetics.plugin", "-p", "runner.signals.plugin")
 

@@ -4,6 +4,7 @@ crash safety (SIGKILL, SIGTERM), resilience of the loop, and its HTTP endpoints.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,15 +16,16 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client import CollectorRegistry
-from receivers import ConnectionCounter
 
-from conftest import REPO, Probe, free_port, probe_env, query
 from runner.legrun import LegRunner, RunReport
 from runner.loop import Runner
 from runner.signals.metrics import ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxServer
+
+from conftest import REPO, Probe, free_port, probe_env, query
+from receivers import ConnectionCounter
 
 
 def base_env() -> dict[str, str]:
@@ -372,7 +374,7 @@ def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
     # "interval after the previous finished"
     offsets = [s % 0.5 for s in starts[1:]]
     assert all(o < 0.25 for o in offsets), offsets
-    assert len({round(s / 0.5) for s in starts}) == 4  # never two runs in one slot
+    assert len({math.floor(s / 0.5) for s in starts}) == 4  # never two runs in one slot
 
 
 def test_healthz_turns_503_when_the_loop_is_stuck(probe: Probe) -> None:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from receivers import EventCollector
 
-from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, query
 from runner.embedded_pg import EmbeddedPostgres
 from runner.legrun import LegRunner, RunReport
 from runner.signals.audit import ACTION, ACTOR, AuditSchemaError, AuditSink, migrate
@@ -27,6 +25,9 @@ from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxSettings, ensure_teams_table, start
 from synthetics.config import ProbeConfig, load_config
 from synthetics.registry import LEGS, RESULTS
+
+from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, query
+from receivers import EventCollector
 
 
 @pytest.fixture

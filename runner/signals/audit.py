@@ -63,7 +63,9 @@ def _connect(database_url: str) -> Any:
 def migrate(database_url: str, table: str) -> None:
     """Create the audit table if missing; refuse an existing one that lacks needed columns."""
     with _connect(database_url) as conn:
-        conn.execute(create_table_sql(table))
+        # Create only when missing: a least-privilege role may insert but not CREATE.
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+            conn.execute(create_table_sql(table))
         schema, _, name = table.rpartition(".")
         rows = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
@@ -110,7 +112,6 @@ class AuditSink:
         self.spool = Spool(spool_path, max_spool_rows) if max_spool_rows else Spool(spool_path)
         self._on_error = on_error or (lambda _sink: None)
         self.in_outage = False
-        self._table_ready = False
 
     def record(self, outcome: Outcome) -> None:
         pass
@@ -147,10 +148,16 @@ class AuditSink:
                       type(exc).__name__, self.spool.path, pending)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
+        import psycopg
+
+        try:
+            self._insert_once(rows)
+        except psycopg.errors.UndefinedTable:
+            migrate(self._database_url, self.table)  # a laptop run against a fresh database
+            self._insert_once(rows)
+
+    def _insert_once(self, rows: list[dict[str, Any]]) -> None:
         with _connect(self._database_url) as conn:
-            if not self._table_ready:
-                conn.execute(create_table_sql(self.table))
-                self._table_ready = True
             with conn.cursor() as cur:
                 cur.executemany(
                     f"INSERT INTO {self.table} (id, created_at, actor, action, run_id, leg, result, "

@@ -1,0 +1,337 @@
+"""The operations kit, checked by the real tools that consume it (promtool, Prometheus, Postgres)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+import yaml
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+from runner.signals.metrics import ProbeMetrics
+from sandbox.server import SandboxServer
+from synthetics.config import SECRET_VARIABLES, VARIABLES
+
+from conftest import REPO, free_port, probe_env, query
+from test_runner import cli, spawn, wait_for
+
+DOCKER = REPO / "docker"
+RULES = DOCKER / "prometheus" / "alerts.yml"
+
+
+def tool(name: str) -> str:
+    """The Debian binary; absent only on a developer machine (CI installs it, and fails without)."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (Debian package prometheus)")
+        pytest.skip(f"{name} not installed: apt-get install prometheus")
+    return path
+
+
+def exposition() -> str:
+    """The runner's real exposition: the same registry wiring as runner.app, primed."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    metrics = ProbeMetrics(registry)
+    metrics.prime()
+    metrics.latency.labels(leg="billing_state").observe(0.1)
+    return generate_latest(registry).decode()
+
+
+def families(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+
+
+def sample_names(text: str) -> set[str]:
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+# ---- alert rules ---------------------------------------------------------------------------------
+
+def test_promtool_checks_the_rules() -> None:
+    proc = subprocess.run([tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 4 rules found" in proc.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    proc = subprocess.run([tool("promtool"), "test", "rules", "alerts_test.yml"],
+                          capture_output=True, text=True, cwd=RULES.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def _alerts() -> list[dict[str, Any]]:
+    return [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_has_summary_description_and_an_existing_runbook() -> None:
+    for alert in _alerts():
+        notes = alert["annotations"]
+        assert notes["summary"] and notes["description"], alert["alert"]
+        assert "leg" in notes["description"], alert["alert"]
+        runbook = notes["runbook_url"]
+        assert runbook.endswith(f"docs/runbooks/{alert['alert']}.md")
+        assert (REPO / "docs" / "runbooks" / f"{alert['alert']}.md").is_file()
+        assert alert["labels"]["severity"] in {"page", "critical", "ticket"}
+
+
+def test_degraded_never_pages_and_webhook_is_critical() -> None:
+    by_name = {a["alert"]: a for a in _alerts()}
+    for alert in by_name.values():
+        if 'result="degraded"' in alert["expr"]:
+            assert alert["labels"]["severity"] == "ticket"
+    assert by_name["PaymentProbeWebhookSecurityFailing"]["labels"]["severity"] == "critical"
+    assert "for" not in by_name["PaymentProbeWebhookSecurityFailing"]  # pages at once
+
+
+def test_rules_use_only_exported_metrics() -> None:
+    exported = set(families(exposition()))
+    for alert in _alerts():
+        for name in re.findall(r"\b(instant_payment_probe_[a-z_]+)", alert["expr"]):
+            assert name in exported or name.removesuffix("_total") in exported, name
+
+
+# ---- end to end with a real Prometheus ----------------------------------------------------------
+
+def test_critical_alert_fires_and_resolves_through_real_prometheus(
+    sandbox: SandboxServer, database_url: str, tmp_path: Path
+) -> None:
+    prometheus = tool("prometheus")
+    metrics_port, prom_port = free_port(), free_port()
+    # The shipped rules, with the webhook window shrunk from 10 minutes to 6 seconds.
+    rules = RULES.read_text().replace("offset 10m", "offset 6s")
+    assert "offset 6s" in rules
+    (tmp_path / "alerts.yml").write_text(rules)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp_path / "alerts.yml")],
+        "scrape_configs": [{"job_name": "payment-probe",
+                            "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+    }))
+    env = probe_env(sandbox, database_url, tmp_path, PAYMENT_PROBE_INTERVAL_SECONDS="1",
+                    PAYMENT_PROBE_METRICS_PORT=str(metrics_port), RAZORPAY_TEST_WEBHOOK_SECRET="")
+    runner = spawn("run", env=env)
+    prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = f"http://127.0.0.1:{prom_port}/api/v1"
+
+    def state() -> str | None:
+        try:
+            alerts = requests.get(f"{api}/alerts", timeout=2).json()["data"]["alerts"]
+        except (requests.RequestException, ValueError, KeyError):
+            return None
+        found = [a for a in alerts if a["labels"]["alertname"] == "PaymentProbeWebhookSecurityFailing"]
+        return found[0]["state"] if found else "inactive"
+
+    def scraped() -> bool:
+        try:
+            data = requests.get(f"{api}/query", params={"query": "instant_payment_probe_runs_total"},
+                                timeout=2).json()["data"]["result"]
+        except (requests.RequestException, ValueError, KeyError):
+            return False
+        return bool(data) and float(data[0]["value"][1]) >= 1
+
+    try:
+        wait_for(scraped, 60, "Prometheus scraping a run", step=0.5)
+        time.sleep(7)  # let the 6 s offset window fill with healthy history
+        assert state() == "inactive"
+        sandbox.faults.replace(["webhook_accept_unsigned"])
+        wait_for(lambda: state() == "firing", 60, "the critical alert firing", step=0.5)
+        alerts = requests.get(f"{api}/alerts", timeout=2).json()["data"]["alerts"]
+        firing = next(a for a in alerts if a["labels"]["alertname"] == "PaymentProbeWebhookSecurityFailing")
+        assert firing["labels"]["severity"] == "critical"
+        sandbox.faults.replace([])
+        wait_for(lambda: state() == "inactive", 60, "the alert resolving", step=0.5)
+        # degraded (the upgrade leg lacks its secret) never paged meanwhile
+        rules = requests.get(f"{api}/rules", timeout=2).json()["data"]["groups"][0]["rules"]
+        failing = next(r for r in rules if r["name"] == "PaymentProbeLegFailing")
+        assert not [a for a in failing["alerts"] if a["labels"].get("leg") == "upgrade_webhook_e2e"]
+    finally:
+        prom.send_signal(signal.SIGTERM)
+        runner.send_signal(signal.SIGTERM)
+        prom.wait(timeout=30)
+        runner.communicate(timeout=30)
+
+
+# ---- dashboard and catalog ------------------------------------------------------------------------
+
+def test_dashboard_is_grafana_json_on_real_metric_names() -> None:
+    dashboard = json.loads((DOCKER / "grafana" / "payment-probe.json").read_text())
+    assert {"uid", "title", "panels", "schemaVersion", "time"} <= set(dashboard)
+    exported_samples = sample_names(exposition())
+    titles = []
+    for panel in dashboard["panels"]:
+        assert {"id", "type", "title", "gridPos", "targets"} <= set(panel)
+        titles.append(panel["title"].lower())
+        for target in panel["targets"]:
+            names = re.findall(r"\b((?:instant_payment_probe|process)_[a-z_]+)", target["expr"])
+            assert names, target["expr"]
+            for name in names:
+                assert name in exported_samples, name
+    wanted = ["result per leg", "p50", "p95", "age of the last run", "enabled", "sink errors"]
+    for word in wanted:
+        assert any(word in t for t in titles), word
+
+
+def test_metrics_catalog_matches_the_exposition_both_ways() -> None:
+    text = (REPO / "docs" / "METRICS.md").read_text()
+    rows = re.findall(r"^\| `([a-z_]+)` \| (\w+) \|", text, re.MULTILINE)
+    catalog = dict(rows)
+    exported = families(exposition())
+    # prometheus-client names counter families without _total in # TYPE
+    exported = {(f"{name}_total" if kind == "counter" and not name.endswith("_total") else name): kind
+                for name, kind in exported.items()}
+    assert catalog == exported
+
+
+# ---- container and Kubernetes -------------------------------------------------------------------
+
+def test_dockerfile_copies_files_that_exist_and_runs_unprivileged() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), source
+    assert re.search(r"^USER 10001$", text, re.MULTILINE)
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert re.search(r"^FROM python:3\.11-slim", text, re.MULTILINE)
+    for pin in (DOCKER / "requirements.lock").read_text().split():
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[\w.]+", pin), pin
+    locked = {pin.split("==")[0].lower().replace("_", "-") for pin in (DOCKER / "requirements.lock").read_text().split()}
+    for dep in ("pytest", "pytest-xdist", "pytest-timeout", "requests", "psycopg", "prometheus-client"):
+        assert dep in locked
+
+
+def _manifests() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted((DOCKER / "k8s").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_manifests_have_what_kubernetes_requires() -> None:
+    docs = _manifests()
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "ConfigMap", "Secret", "Namespace", "PodMonitor"} <= kinds
+    for doc in docs:
+        assert doc["apiVersion"] and doc["metadata"]["name"]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["image"] and container["args"] == ["run"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
+    assert spec["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    assert grace > float(config["PAYMENT_PROBE_LEG_TIMEOUT_SECONDS"])
+
+
+def test_every_variable_is_referenced_and_secrets_stay_in_the_secret() -> None:
+    docs = _manifests()
+    config = set(next(d for d in docs if d["kind"] == "ConfigMap")["data"])
+    secret = set(next(d for d in docs if d["kind"] == "Secret")["stringData"])
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    inline = {e["name"] for e in container.get("env", [])}
+    referenced = config | secret | inline
+    assert referenced <= set(VARIABLES), referenced - set(VARIABLES)
+    assert set(VARIABLES) <= referenced, set(VARIABLES) - referenced
+    assert secret >= SECRET_VARIABLES
+    assert not (SECRET_VARIABLES & config)
+    refs = {ref for source in container["envFrom"] for ref in source}
+    assert refs == {"configMapRef", "secretRef"}
+
+
+def test_readme_documents_every_variable_and_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    for variable in VARIABLES:
+        assert f"`{variable}`" in readme, variable
+    for command in ("make demo", "make test", "make bench", "payment-probe run --once --json",
+                    "payment-probe sandbox", "payment-probe migrate", "payment-probe sweep"):
+        assert command in readme, command
+
+
+def test_ci_gate_example_runs_the_prod_safe_legs_with_junit() -> None:
+    workflow = yaml.safe_load((DOCKER / "ci" / "payment-probe-gate.yml").read_text())
+    steps = workflow["jobs"]["probe-staging"]["steps"]
+    run = next(s["run"] for s in steps if "run" in s and "pytest" in s["run"])
+    assert "-m prod_safe" in run and "--base-url" in run and "--junitxml=" in run
+    assert "--probe-pushgateway" in run
+
+
+def test_compose_wires_every_service_to_files_that_exist() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"postgres", "sandbox", "runner", "prometheus"}
+    for volume in compose["services"]["prometheus"]["volumes"]:
+        assert (DOCKER / volume.split(":")[0]).is_file()
+    runner_env = compose["services"]["runner"]["environment"]
+    assert set(runner_env) <= set(VARIABLES)
+
+
+# ---- least privilege ----------------------------------------------------------------------------
+
+@pytest.fixture
+def probe_role(database_url: str, pg_server: str) -> Iterator[str]:
+    """The prober's role from docker/sql/probe_role.sql, applied to a fresh database."""
+    proc = cli("migrate", env={"PAYMENT_PROBE_DATABASE_URL": database_url})
+    assert proc.returncode == 0, proc.stderr
+    query(database_url, (DOCKER / "sql" / "probe_role.sql").read_text())
+    password = uuid.uuid4().hex
+    query(database_url, f"ALTER ROLE payment_probe PASSWORD '{password}'")
+    yield database_url.replace("postgresql://postgres@", f"postgresql://payment_probe:{password}@")
+    query(database_url, "DROP OWNED BY payment_probe")
+
+
+def test_probe_role_cannot_touch_a_real_team(probe_role: str, database_url: str) -> None:
+    real = str(uuid.uuid4())
+    lookalike = str(uuid.uuid4())
+    query(database_url, "INSERT INTO teams (id, name) VALUES (%s, 'acme')", (real,))
+    query(database_url, "INSERT INTO teams (id, name, is_test_cohort) VALUES "
+                        "(%s, 'payment-probe-cohort-but-not-a-cohort', false)", (lookalike,))
+    with psycopg.connect(probe_role, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("UPDATE teams SET plan_tier = 'pro' WHERE id = %s", (real,))
+        for crafted in (
+            "DELETE FROM teams",
+            "DELETE FROM teams WHERE true OR is_test_cohort",
+            "DELETE FROM teams WHERE id = %s",
+            "DELETE FROM teams WHERE id = %s AND (is_test_cohort OR true)",
+        ):
+            params = (real,) if "%s" in crafted else ()
+            assert conn.execute(crafted, params).rowcount == 0, crafted
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("TRUNCATE teams")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # RLS: only cohort rows may be inserted
+            conn.execute("INSERT INTO teams (id, name, plan_tier) VALUES (gen_random_uuid(), 'x', 'pro')")
+        assert conn.execute("SELECT count(*) FROM teams").fetchone() == (2,)
+    assert query(database_url, "SELECT count(*) FROM teams") == [(2,)]
+
+
+def test_the_runner_works_under_the_probe_role(probe_role: str, sandbox: SandboxServer, database_url: str,
+                                               tmp_path: Path) -> None:
+    env = probe_env(sandbox, probe_role, tmp_path)
+    proc = cli("run", "--once", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert {o["result"] for o in json.loads(proc.stdout)} == {"pass"}
+    assert query(database_url, "SELECT count(*) FROM audit_log") == [(5,)]
+    assert query(database_url, "SELECT count(*) FROM teams WHERE is_test_cohort") == [(0,)]
