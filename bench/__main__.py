@@ -64,20 +64,20 @@ def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: s
 
 def bare_run(base: str, database_url: str, session: requests.Session) -> None:
     """The same HTTP requests and SQL statements as one run of the five legs, nothing else."""
-    session.post(f"{base}/api/v1/billing/checkout", json={"plan_id": "pro", "synthetic": True}).content
+    read = [session.post(f"{base}/api/v1/billing/checkout", json={"plan_id": "pro", "synthetic": True}).content]
     session.get(f"{base}/api/v1/billing").json()
     session.get(f"{base}/api/v1/billing/invoices").json()
-    session.post(f"{base}/razorpay/webhook", data=signing.UNSIGNED_PROBE_BODY).content
+    read.append(session.post(f"{base}/razorpay/webhook", data=signing.UNSIGNED_PROBE_BODY).content)
     forged = signing.charged_event(str(uuid.uuid4()), PLAN)
-    session.post(f"{base}/razorpay/webhook", data=forged,
-                 headers={"X-Razorpay-Signature": signing.forged_signature(forged)}).content
+    read.append(session.post(f"{base}/razorpay/webhook", data=forged,
+                             headers={"X-Razorpay-Signature": signing.forged_signature(forged)}).content)
     with psycopg.connect(database_url, autocommit=True) as conn:
         team = str(uuid.uuid4())
         conn.execute("INSERT INTO teams (id, name, plan_tier, is_test_cohort) VALUES (%s, %s, 'hobby', true)",
                      (team, f"payment-probe-cohort-bench-{team[:8]}"))
         body = signing.charged_event(team, PLAN)
-        session.post(f"{base}/razorpay/webhook", data=body,
-                     headers={"X-Razorpay-Signature": signing.sign(SECRET, body)}).content
+        read.append(session.post(f"{base}/razorpay/webhook", data=body,
+                                 headers={"X-Razorpay-Signature": signing.sign(SECRET, body)}).content)
         while conn.execute("SELECT plan_tier FROM teams WHERE id = %s", (team,)).fetchone()[0] != "pro":
             time.sleep(0.01)
         conn.execute("DELETE FROM teams WHERE id = %s AND is_test_cohort", (team,))

@@ -32,7 +32,7 @@ class App:
     def __init__(
         self, config: ProbeConfig, *, serve_http: bool = True,
         on_run: Callable[[RunReport], None] | None = None, clustered: bool = True,
-        log_stream: TextIO | None = None, quiet_pytest: bool = False,
+        log_stream: TextIO | None = None, quiet_pytest: bool = True,
     ) -> None:
         self.config = config
         self.registry = CollectorRegistry()

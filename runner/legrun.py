@@ -41,7 +41,8 @@ class RunReport:
 
 @contextmanager
 def stdout_redirected(quiet: bool) -> Iterator[None]:
-    """pytest's terminal output goes to stderr (or nowhere), so ``--json`` owns stdout alone."""
+    """pytest's terminal output goes nowhere (or to stderr), so ``--json`` owns stdout alone and
+    stderr carries only JSON lines; the outcome lines say everything pytest's dots would."""
     sys.stdout.flush()
     saved = os.dup(1)
     target = os.open(os.devnull, os.O_WRONLY) if quiet else 2
