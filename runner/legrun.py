@@ -73,7 +73,8 @@ class LegRunner:
         return [
             LEGS_DIR,
             "--rootdir", LEGS_DIR,
-            "-c", os.devnull,  # never pick up an ini or conftest of whatever directory we run in
+            "-c", os.devnull,  # never pick up an ini of whatever directory we run in,
+            "--confcutdir", LEGS_DIR,  # nor a conftest.py above the legs (a checkout's root one)
             "-p", "synthetics.plugin",
             "-p", "runner.signals.plugin",
             "-p", "no:cacheprovider",

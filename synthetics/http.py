@@ -100,11 +100,14 @@ class ProbeClient:
             raise LegFailed("connection_error", f"{method} {path}: {_short(exc)}") from None
         except requests.exceptions.RequestException as exc:
             raise LegFailed("connection_error", f"{method} {path}: {type(exc).__name__}") from None
+        headers_at = time.perf_counter()
         try:
             payload = _read_capped(resp, deadline, f"{method} {path}")
         finally:
             resp.close()
-        elapsed = time.perf_counter() - started
+        # Network time only: requests' own clock runs from sending to the parsed headers,
+        # leaving out its request preparation; the capped body read is added to it.
+        elapsed = resp.elapsed.total_seconds() + (time.perf_counter() - headers_at)
         if self._on_response is not None:
             self._on_response(elapsed)
         return ProbeResponse(resp.status_code, payload, dict(resp.headers), elapsed)
