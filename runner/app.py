@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from runner.http_server import PortInUse, ProbeHTTPServer
 from runner.leadership import Leadership
 from runner.legrun import LegRunner, RunReport
-from runner.loop import Runner, new_run_id, replica_name
+from runner.loop import Runner, replica_name
 from runner.signals.metrics import ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
@@ -81,8 +81,7 @@ class App:
                       type(exc).__name__)
 
     def run_once(self) -> RunReport:
-        report = self.runner.run_once()
-        return report
+        return self.runner.run_once()
 
     def run_forever(self) -> None:
         self.runner.install_signal_handlers()
@@ -102,5 +101,3 @@ class App:
             self.http.stop()
             self.http = None
 
-
-__all__ = ["App", "StartupError", "new_run_id"]

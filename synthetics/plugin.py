@@ -71,14 +71,6 @@ class ProvidedConfig:
         config.stash[CONFIG_KEY] = self.probe_config
 
 
-def probe_config_of(config: pytest.Config) -> ProbeConfig:
-    return config.stash[CONFIG_KEY]
-
-
-def run_id_of(config: pytest.Config) -> str:
-    return config.stash[RUN_ID_KEY]
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give every leg the leg timeout, signal method: finalizers (the reap) still run after it."""
     seconds = config.stash[CONFIG_KEY].leg_timeout_seconds

@@ -90,3 +90,36 @@ class ConnectionCounter:
         self._stop.set()
         self.thread.join(2)
         self.sock.close()
+
+
+class PushGateway(ThreadingHTTPServer):
+    """Stands in for a Prometheus Pushgateway: records each PUT's path and exposition body."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.pushes: list[tuple[str, str]] = []
+        super().__init__(("127.0.0.1", 0), _PushHandler)
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _PushHandler(BaseHTTPRequestHandler):
+    server: PushGateway
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        self.server.pushes.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()

@@ -381,3 +381,33 @@ def test_invoices_reachable():
     assert len(lines) == 2
     assert all("LEAKCANARY" not in line and "ab12ab12" not in line for line in lines)
     assert "[REDACTED]" in lines[0]
+
+
+def test_laptop_run_pushes_to_a_pushgateway_grouped_by_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from receivers import PushGateway
+
+    gateway = PushGateway()
+    monkeypatch.setenv("PAYMENT_PROBE_ENVIRONMENT", "staging")
+    monkeypatch.setenv("PAYMENT_PROBE_SPOOL_DIR", str(tmp_path))
+    monkeypatch.delenv("PAYMENT_PROBE_DATABASE_URL", raising=False)
+    pytester.makepyfile(test_legs="""
+import pytest
+from synthetics.failures import LegFailed
+def test_billing_state(leg_record):
+    leg_record.add_latency(0.05)
+def test_checkout_reachable():
+    raise LegFailed("http_status:503")
+""")
+    try:
+        result = pytester.runpytest_subprocess("-p", "synthetics.plugin", "-p", "runner.signals.plugin",
+                                               f"--probe-pushgateway={gateway.url}")
+    finally:
+        gateway.stop()
+    result.assert_outcomes(passed=1, failed=1)
+    (path, body), = gateway.pushes
+    assert path == "/metrics/job/payment-probe/environment/staging"
+    assert 'instant_payment_probe_outcome_total{leg="billing_state",result="pass"} 1.0' in body
+    assert 'instant_payment_probe_outcome_total{leg="checkout_reachable",result="fail"} 1.0' in body
+    assert 'instant_payment_probe_outcome_total{leg="webhook_security",result="fail"} 0.0' in body

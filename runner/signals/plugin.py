@@ -32,7 +32,7 @@ from runner.signals.redact import Redactor
 from runner.signals.sink import OutcomeSink
 from synthetics.config import ProbeConfig
 from synthetics.plugin import CONFIG_KEY, RUN_ID_KEY
-from synthetics.registry import leg_for_test, slow_threshold
+from synthetics.registry import LEGS, leg_for_test, slow_threshold
 
 log = logging.getLogger("payment_probe.signals")
 
@@ -140,8 +140,6 @@ class SignalsPlugin:
         reports = self._reports.pop(nodeid, None)
         if not reports:
             return
-        from synthetics.registry import LEGS
-
         leg = LEGS[self._legs[nodeid]]
         config = self._config or ProbeConfig()
         outcome = assemble(

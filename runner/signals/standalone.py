@@ -28,6 +28,7 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
         environment = probe_config.environment or "unknown"
 
         def after(_outcomes: list[Outcome]) -> None:
+            metrics.last_run.set_to_current_time()
             push_to_gateway(
                 gateway, job="payment-probe", registry=metrics.registry,
                 grouping_key={"environment": environment}, timeout=5,
