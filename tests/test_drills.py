@@ -60,9 +60,9 @@ def test_api_down_fails_every_http_leg_then_recovers(probe: Probe) -> None:
 
 
 @pytest.fixture
-def own_pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A cluster this test may stop and start."""
-    pg = EmbeddedPostgres(tmp_path / "pg")
+def own_pg() -> Iterator[EmbeddedPostgres]:
+    """A cluster this test may stop and start (in its own mkdtemp folder, removed afterwards)."""
+    pg = EmbeddedPostgres()
     pg.start()
     ensure_teams_table(pg.url)
     yield pg

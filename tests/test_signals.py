@@ -248,7 +248,7 @@ def test_audit_row_columns(probe: Probe, collector: EventCollector, database_url
 
 def test_db_outage_drill_loses_nothing(tmp_path: Path) -> None:
     """Stop Postgres mid-session, keep probing, restart: every outcome lands exactly once."""
-    with EmbeddedPostgres(tmp_path / "pg") as pg:
+    with EmbeddedPostgres() as pg:
         ensure_teams_table(pg.url)
         sandbox = start(SandboxSettings(database_url=pg.url, webhook_secret=WEBHOOK_SECRET, plan_id_pro=PLAN_ID))
         try:
