@@ -6,6 +6,7 @@ removes the temporary cluster.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -19,7 +20,7 @@ from synthetics.config import DEFAULT_METRICS_PORT, load_config
 
 DEMO_SECRET = "whsec_demo_only_not_a_real_secret"
 DEMO_PLAN = "plan_test_pro"
-MARKS = {"pass": "  ok  ", "degraded": "  WARN", "fail": "  FAIL"}
+MARKS = {"pass": "ok  ", "degraded": "WARN", "fail": "FAIL"}
 
 
 def _port_free(port: int) -> bool:
@@ -39,10 +40,10 @@ def _free_port() -> int:
 
 def format_run(report: RunReport) -> str:
     lines = [f"\nrun {report.run_id}  ({report.duration_seconds:.2f}s)",
-             f"      {'leg':<22} {'result':<9} {'severity':<9} {'latency':>9}  reason"]
+             f"        {'leg':<22} {'result':<9} {'severity':<9} {'latency':>9}  reason"]
     for o in report.outcomes:
         latency = "-" if o.latency_seconds is None else f"{o.latency_seconds * 1000:.1f} ms"
-        lines.append(f"{MARKS[o.result]}{o.leg:<22} {o.result:<9} {o.severity:<9} {latency:>9}  {o.reason}")
+        lines.append(f"  {MARKS[o.result]}  {o.leg:<22} {o.result:<9} {o.severity:<9} {latency:>9}  {o.reason}")
     return "\n".join(lines)
 
 
@@ -85,6 +86,8 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
             "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": env.get("PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", "10"),
         })
         config = load_config(env)
+        # The table is the demo's output; per-run bookkeeping lines would interleave with it.
+        logging.getLogger("payment_probe.audit").setLevel(logging.WARNING)
         log_path = workdir / "outcomes.jsonl"
         with open(log_path, "a") as log_stream:
             try:

@@ -384,3 +384,23 @@ def test_healthz_turns_503_when_the_loop_is_stuck(probe: Probe) -> None:
     runner.last_heartbeat -= runner.stale_after_seconds() + 1
     ok, detail = runner.health()
     assert not ok and detail["status"] == "stuck"
+
+
+def test_demo_probes_visibly_and_cleans_up() -> None:
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("payment-probe-demo-*"))
+    proc = spawn("demo", "--interval", "1", "--fault", "webhook_accept_unsigned", "--metrics-port", str(free_port()),
+                 env={})
+    try:
+        time.sleep(6)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    rows = [line.split() for line in stdout.splitlines() if "webhook_security" in line]
+    assert rows and all(row[:4] == ["FAIL", "webhook_security", "fail", "critical"] for row in rows)
+    assert all(row[-1] == "unsigned_accepted" for row in rows)
+    assert any("checkout_reachable" in line and "pass" in line for line in stdout.splitlines())
+    assert "/metrics" in stdout
+    assert set(Path(tempfile.gettempdir()).glob("payment-probe-demo-*")) == before  # cluster removed
