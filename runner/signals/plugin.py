@@ -32,7 +32,7 @@ from runner.signals.redact import Redactor
 from runner.signals.sink import OutcomeSink
 from synthetics.config import ProbeConfig
 from synthetics.plugin import CONFIG_KEY, RUN_ID_KEY
-from synthetics.registry import LEGS, leg_for_test, slow_threshold
+from synthetics.registry import Leg, leg_for_test, slow_threshold
 
 log = logging.getLogger("payment_probe.signals")
 
@@ -78,6 +78,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(build_session_plugin(config), "payment_probe_signals")
 
 
+def _leg_of(nodeid: str) -> Leg | None:
+    """``path::test_billing_state[param]`` → the ``billing_state`` leg; None for other tests."""
+    return leg_for_test(nodeid.rsplit("::", 1)[-1].split("[", 1)[0])
+
+
 class SignalsPlugin:
     """Assembles and delivers outcomes; one instance may serve many sessions (the runner)."""
 
@@ -95,7 +100,6 @@ class SignalsPlugin:
         self.after_flush = after_flush
         self.outcomes: list[Outcome] = []
         self._reports: dict[str, list[Any]] = {}
-        self._legs: dict[str, str] = {}
         self._config: ProbeConfig | None = None
         self._run_id = ""
         self._redactor = Redactor(())
@@ -109,7 +113,6 @@ class SignalsPlugin:
         self._active = not hasattr(config, "workerinput")
         self.outcomes = []
         self._reports = {}
-        self._legs = {}
         self._config = config.stash.get(CONFIG_KEY, None)
         self._run_id = config.stash.get(RUN_ID_KEY, "")
         self._redactor = Redactor(self._config.secrets() if self._config else ())
@@ -118,11 +121,8 @@ class SignalsPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self._active:
             return
-        name = report.nodeid.rsplit("::", 1)[-1].split("[", 1)[0]
-        leg = leg_for_test(name)
-        if leg is None:
+        if _leg_of(report.nodeid) is None:
             return
-        self._legs[report.nodeid] = leg.name
         self._reports.setdefault(report.nodeid, []).append(report)
         if report.when == "teardown":
             self._decide(report.nodeid)
@@ -140,7 +140,8 @@ class SignalsPlugin:
         reports = self._reports.pop(nodeid, None)
         if not reports:
             return
-        leg = LEGS[self._legs[nodeid]]
+        leg = _leg_of(nodeid)
+        assert leg is not None  # only leg reports are kept
         config = self._config or ProbeConfig()
         outcome = assemble(
             leg.name, reports, slow_threshold=slow_threshold(leg, config),
