@@ -117,9 +117,12 @@ class Runner:
         self.sweep()
         report = self.legs.run(new_run_id())
         self.runs_done += 1
-        self.metrics.runs.inc()
-        self.metrics.last_run.set(report.finished_at)
         self.metrics.run_duration.set(report.duration_seconds)
+        if report.outcomes:
+            # Only a run that judged legs feeds the dead man's switch: a pytest that dies on
+            # start every time must not look like a healthy prober.
+            self.metrics.runs.inc()
+            self.metrics.last_run.set(report.finished_at)
         if report.pytest_exit_code not in (0, 1) or len(report.outcomes) < len(LEGS):
             self.metrics.run_errors.inc()
             log.error("pytest ended with exit code %d and %d of %d outcomes",

@@ -340,6 +340,7 @@ def test_a_pytest_usage_error_is_counted_and_the_loop_goes_on(probe: Probe) -> N
     runner, metrics = _loop(probe, [memory], ["--no-such-option"])
     runner.run_forever(max_runs=1)
     assert metrics.run_errors._value.get() == 1  # type: ignore[attr-defined]
+    assert metrics.last_run._value.get() == 0  # type: ignore[attr-defined]  # the switch still sees no run
     runner.legs.extra_args = []
     runner.run_forever(max_runs=2)
     assert memory.flushed[-1] and len(memory.flushed[-1]) == 5
