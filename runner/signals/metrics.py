@@ -46,7 +46,7 @@ class ProbeMetrics:
         )
         self.last_run = Gauge(
             "instant_payment_probe_last_run_timestamp_seconds",
-            "Unix time the last run of the legs finished (on the replica that ran it).",
+            "Unix time the last run that judged the legs finished (on the replica that ran it).",
             registry=registry,
         )
         self.run_duration = Gauge(
@@ -58,7 +58,7 @@ class ProbeMetrics:
             ["sink"], registry=registry,
         )
         self.runs = Counter(
-            "instant_payment_probe_runs", "Runs of the legs completed by this replica.",
+            "instant_payment_probe_runs", "Runs of the legs on this replica that judged at least one leg.",
             registry=registry,
         )
         self.run_errors = Counter(
