@@ -405,3 +405,38 @@ def test_demo_probes_visibly_and_cleans_up() -> None:
     assert any("checkout_reachable" in line and "pass" in line for line in stdout.splitlines())
     assert "/metrics" in stdout
     assert set(Path(tempfile.gettempdir()).glob("payment-probe-demo-*")) == before  # cluster removed
+
+
+def test_second_signal_exits_at_once(runner_env: dict[str, str], sandbox: SandboxServer, database_url: str) -> None:
+    sandbox.faults.replace(["upgrade_no_flip"])
+    proc = spawn("run", env={**runner_env, "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": "30",
+                             "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS": "40"})
+    try:
+        wait_for(lambda: query(database_url, "SELECT count(*) FROM teams WHERE is_test_cohort")[0][0] > 0,
+                 40, "a cohort team mid-leg", step=0.02)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert proc.poll() is None  # the first one waits for the run
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 5  # not the 30 s the leg would still have polled
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sandbox"], ["migrate"], ["sweep"], ["demo"]])
+def test_help_explains_each_command(command: list[str]) -> None:
+    proc = cli(*command, "--help", env={})
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: payment-probe")
+    assert len(proc.stdout.splitlines()) >= 4
+
+
+def test_version() -> None:
+    from synthetics import __version__
+
+    proc = cli("--version", env={})
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"payment-probe {__version__}")
