@@ -113,6 +113,43 @@ def bench_overhead(sandbox: SandboxServer, database_url: str, workdir: Path, rep
             "ratio": p / b, "prober_p90_ms": sorted(prober)[int(reps * 0.9)] * 1000}
 
 
+def bench_plugin(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
+    """The same pytest session of the five legs without and with the signals plugin and its sinks."""
+    import pytest
+    from prometheus_client import CollectorRegistry
+
+    from runner.legrun import LEGS_DIR, stdout_redirected
+    from runner.signals.wiring import build_sinks
+    from synthetics.plugin import ProvidedConfig
+
+    config = load_config(probe_env(sandbox, database_url, workdir / "spool-plugin"))
+    base = [LEGS_DIR, "--rootdir", LEGS_DIR, "-c", os.devnull, "--confcutdir", LEGS_DIR, "-p", "synthetics.plugin",
+            "-p", "no:cacheprovider", "-p", "no:warnings", "--import-mode=importlib", "--assert=plain", "-q"]
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    plugin = SignalsPlugin(build_sinks(config, ProbeMetrics(CollectorRegistry()), log_stream=devnull))
+
+    def bare() -> None:
+        with stdout_redirected(True):
+            pytest.main(base, plugins=[ProvidedConfig(config)])
+
+    def signals() -> None:
+        with stdout_redirected(True):
+            pytest.main([*base, "-p", "runner.signals.plugin"], plugins=[ProvidedConfig(config), plugin])
+
+    bare()  # warm both paths: first imports are not the plugin's cost
+    signals()
+    without, with_ = [], []
+    for _ in range(reps):
+        t = time.perf_counter()
+        bare()
+        without.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        signals()
+        with_.append(time.perf_counter() - t)
+    a, b = statistics.median(without), statistics.median(with_)
+    return {"reps": reps, "without_ms": a * 1000, "with_ms": b * 1000, "overhead_ms": (b - a) * 1000}
+
+
 # ---- 2. latency fidelity -------------------------------------------------------------------------
 
 def bench_fidelity(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
@@ -291,6 +328,7 @@ def machine() -> str:
 
 def render(results: dict[str, Any]) -> str:
     o, f, s, fp, p = (results[k] for k in ("overhead", "fidelity", "soak", "footprint", "parallel"))
+    pl = results["plugin"]
     runs = s["runs"]
     lines = [
         "# Benchmark results", "",
@@ -300,6 +338,9 @@ def render(results: dict[str, Any]) -> str:
         f"| run overhead ({o['reps']} runs, medians) | prober {o['prober_ms']:.1f} ms vs bare script "
         f"{o['bare_ms']:.1f} ms: overhead **{o['overhead_ms']:.1f} ms**, ratio {o['ratio']:.2f}x "
         f"(prober p90 {o['prober_p90_ms']:.1f} ms) | <= 150 ms | {'yes' if o['overhead_ms'] <= 150 else 'no'} |",
+        f"| signals plugin ({pl['reps']} sessions, medians) | {pl['without_ms']:.1f} ms without, "
+        f"{pl['with_ms']:.1f} ms with the plugin and its log, metrics and audit sinks: **{pl['overhead_ms']:.1f} ms** "
+        "per session | (reported) | - |",
         f"| latency fidelity ({f['reps']} probes, 200 ms injected) | prober {f['prober_median_ms']:.1f} ms "
         f"(error **{f['prober_error_pct']:+.2f} %**)"
         + (f"; blackbox_exporter {f['blackbox_median_ms']:.1f} ms (error {f['blackbox_error_pct']:+.2f} %)"
@@ -335,7 +376,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--only", choices=["overhead", "fidelity", "soak", "footprint", "parallel"],
+    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "soak", "footprint", "parallel"],
                         help="run one benchmark and print it (RESULTS.md is written only by a full run)")
     args = parser.parse_args()
     reps, soak_runs = (5, 110) if args.quick else (40, 1000)
@@ -345,6 +386,7 @@ def main() -> int:
         sandbox = start(SandboxSettings(database_url=pg.url, webhook_secret=SECRET, plan_id_pro=PLAN))
         try:
             steps = (("overhead", lambda: bench_overhead(sandbox, pg.url, workdir, reps)),
+                     ("plugin", lambda: bench_plugin(sandbox, pg.url, workdir, reps)),
                      ("fidelity", lambda: bench_fidelity(sandbox, pg.url, workdir, reps)),
                      ("soak", lambda: bench_soak(sandbox, pg.url, workdir, soak_runs)),
                      ("footprint", lambda: bench_footprint(sandbox, pg.url, workdir)),
