@@ -324,7 +324,9 @@ def test_log_levels() -> None:
     sink.record(_outcome(leg="webhook_security", result="fail", severity="critical", reason="unsigned_accepted"))
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line["level"] for line in lines] == ["INFO", "INFO", "ERROR", "CRITICAL"]
-    assert set(lines[0]) >= {"leg", "result", "severity", "reason", "latency_seconds", "run_id", "environment"}
+    assert set(lines[0]) >= {"leg", "result", "severity", "reason", "latency_seconds", "run_id", "environment",
+                             "timestamp"}
+    assert lines[0]["timestamp"].endswith("Z")  # UTC
 
 
 def test_redaction_scans_every_byte(probe: Probe, collector: EventCollector, pg_server: str,

@@ -19,7 +19,7 @@ def level_of(outcome: Outcome) -> str:
 def outcome_line(outcome: Outcome) -> str:
     return json.dumps(
         {
-            "ts": outcome.timestamp_iso,
+            "timestamp": outcome.timestamp_iso,
             "level": level_of(outcome),
             "logger": "payment_probe.outcome",
             "msg": f"{outcome.leg} {outcome.result} ({outcome.reason})",
