@@ -66,13 +66,12 @@ class App:
             log.info("serving /metrics and /healthz on http://%s:%d", config.metrics_host, self.http.port)
 
     def _migrate(self) -> None:
-        from runner.leadership import ensure_slots_table
-        from runner.signals.audit import AuditSchemaError, migrate
+        from runner.schema import prepare
+        from runner.signals.audit import AuditSchemaError
 
         assert self.config.database_url
         try:
-            migrate(self.config.database_url, self.config.audit_table)
-            ensure_slots_table(self.config.database_url)
+            prepare(self.config.database_url, self.config.audit_table)
         except AuditSchemaError as exc:
             raise StartupError(str(exc)) from None
         except Exception as exc:

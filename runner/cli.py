@@ -102,12 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_migrate(config: ProbeConfig) -> int:
     if not config.database_url:
         return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
-    from runner.leadership import ensure_slots_table
-    from runner.signals.audit import AuditSchemaError, migrate
+    from runner.schema import prepare
+    from runner.signals.audit import AuditSchemaError
 
     try:
-        migrate(config.database_url, config.audit_table)
-        ensure_slots_table(config.database_url)
+        prepare(config.database_url, config.audit_table)
     except AuditSchemaError as exc:
         return _die(str(exc))
     except Exception as exc:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from runner.app import App, StartupError
-from runner.embedded_pg import EmbeddedPostgres
+from runner.embedded_pg import EmbeddedPostgres, free_port
 from runner.legrun import RunReport
 from synthetics.config import DEFAULT_METRICS_PORT, load_config
 
@@ -30,12 +30,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def format_run(report: RunReport) -> str:
@@ -57,7 +51,7 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
 
     port = metrics_port or DEFAULT_METRICS_PORT
     if metrics_port is None and not _port_free(port):
-        port = _free_port()
+        port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="payment-probe-demo-"))
     pg = EmbeddedPostgres(workdir / "pg")
     print("starting embedded Postgres ...", flush=True)

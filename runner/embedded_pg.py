@@ -18,7 +18,8 @@ from pathlib import Path
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the OS picks it; a race with another binder is possible)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -31,7 +32,7 @@ class EmbeddedPostgres:
         self._owns_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="payment-probe-pg-"))
         self.pgdata = self.root / "data"
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._user: str | None = None
 
     @property

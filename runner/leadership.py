@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS payment_probe_slots (
 
 def ensure_slots_table(database_url: str) -> None:
     with connect(database_url) as conn:
-        conn.execute(SLOTS_DDL)
+        # Create only when missing: a least-privilege role may use the table but not CREATE.
+        if conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
+            conn.execute(SLOTS_DDL)
 
 
 class Leadership:
@@ -51,8 +53,8 @@ class Leadership:
             self.ever_connected = True
             # A fresh session holds no lock yet, whatever we held before the connection broke.
             self.leading = False
-            with contextlib.suppress(Exception):  # a least-privilege role may not CREATE
-                self._conn.execute(SLOTS_DDL)
+            if self._conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
+                self._conn.execute(SLOTS_DDL)  # the database was not reachable at start
         return self._conn
 
     def _fallback(self, what: str, exc: Exception) -> bool:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runner.signals.atomic import write_atomically
 from runner.signals.outcome import (
     DETAIL_KEY,
     REASON_KEY,
@@ -178,12 +177,5 @@ class SignalsPlugin:
             log.error("signal sink %s failed: %s", name, self._redactor.text(f"{type(exc).__name__}: {exc}"))
 
     def _write_json(self, path: str) -> None:
-        def write() -> None:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".probe-json-")
-            with os.fdopen(fd, "w") as handle:
-                json.dump([o.summary() for o in self.outcomes], handle, indent=2)
-            os.replace(tmp, target)
-
-        self._guard("json", write)
+        text = json.dumps([o.summary() for o in self.outcomes], indent=2)
+        self._guard("json", lambda: write_atomically(Path(path), text))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from runner.signals.atomic import write_atomically
 
 DEFAULT_MAX_ROWS = 50_000
 
@@ -54,14 +54,4 @@ class Spool:
         if not rows:
             self.path.unlink(missing_ok=True)
             return
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".spool-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, separators=(",", ":")) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))

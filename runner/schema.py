@@ -1,0 +1,16 @@
+"""The runner's own tables, prepared in one place for `payment-probe migrate` and for `run` at start."""
+
+from __future__ import annotations
+
+from runner.leadership import ensure_slots_table
+from runner.signals.audit import migrate
+
+
+def prepare(database_url: str, audit_table: str) -> None:
+    """Create the audit table (or check its columns) and the leadership table, when missing.
+
+    Raises ``AuditSchemaError`` for an audit table that lacks columns; anything else means
+    the database could not be reached or changed.
+    """
+    migrate(database_url, audit_table)
+    ensure_slots_table(database_url)
