@@ -20,6 +20,7 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
 from synthetics.config import ProbeConfig
+from synthetics.registry import LEGS
 
 log = logging.getLogger("payment_probe.runner")
 
@@ -50,6 +51,7 @@ class App:
         plugin = SignalsPlugin(
             build_sinks(config, self.metrics, log_stream=log_stream),
             on_sink_error=count_sink_error(self.metrics),
+            expected_legs=LEGS,
         )
         self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
                              leadership=leadership, on_run=on_run)

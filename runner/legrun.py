@@ -80,6 +80,7 @@ class LegRunner:
             "-p", "no:cacheprovider",
             "-p", "no:stepwise",
             "--import-mode=importlib",
+            "--continue-on-collection-errors",  # one broken leg module must not silence the rest
             "-m", MARK_EXPRESSION,
             f"--run-id={run_id}",
             "-p", "no:warnings",

@@ -254,3 +254,24 @@ def test_upgrade_webhook_e2e(cohort_team):
 ])
 def test_skip_messages_become_reason_tokens(message: str, expected: tuple[str, str]) -> None:
     assert reason_from_skip(message) == expected
+
+
+def test_a_leg_module_that_fails_to_import_still_ends_red(pytester: pytest.Pytester) -> None:
+    from runner.signals.plugin import SignalsPlugin
+    from runner.signals.sink import MemorySink
+    from synthetics.registry import LEGS
+
+    pytester.makepyfile(
+        test_good="def test_billing_state():\n    pass\n",
+        test_broken="import json\nraise ImportError('a dependency of the webhook legs is gone')\n"
+                    "def test_webhook_security():\n    pass\n",
+    )
+    sink = MemorySink()
+    plugin = SignalsPlugin([sink], expected_legs=LEGS)
+    pytester.runpytest_inprocess(*PLUGINS, "--continue-on-collection-errors", plugins=[plugin])
+    by_leg = {o.leg: o for o in sink.recorded}
+    assert set(by_leg) == set(LEGS)  # exactly one outcome per leg, even for legs that never ran
+    assert (by_leg["billing_state"].result, by_leg["billing_state"].reason) == ("pass", "ok")
+    for leg in set(LEGS) - {"billing_state"}:
+        assert (by_leg[leg].result, by_leg[leg].reason) == ("fail", "probe_error:CollectionError")
+    assert "a dependency of the webhook legs is gone" in by_leg["webhook_security"].detail

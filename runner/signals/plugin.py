@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,13 @@ class SignalsPlugin:
         on_sink_error: Callable[[str, BaseException], None] | None = None,
         json_path: str | None = None,
         after_flush: Callable[[list[Outcome]], None] | None = None,
+        expected_legs: Iterable[str] = (),
     ) -> None:
         self.sinks = list(sinks)
+        # Legs that must end with an outcome even when pytest never ran them (the runner runs
+        # them all): a leg module that fails to import would otherwise go silent, not red.
+        self.expected_legs = tuple(expected_legs)
+        self._collection_errors: list[str] = []
         self._on_sink_error = on_sink_error
         self.json_path = json_path
         self.after_flush = after_flush
@@ -112,6 +118,7 @@ class SignalsPlugin:
         self._active = not hasattr(config, "workerinput")
         self.outcomes = []
         self._reports = {}
+        self._collection_errors = []
         self._config = config.stash.get(CONFIG_KEY, None)
         self._run_id = config.stash.get(RUN_ID_KEY, "")
         self._redactor = Redactor(self._config.secrets() if self._config else ())
@@ -126,13 +133,33 @@ class SignalsPlugin:
         if report.when == "teardown":
             self._decide(report.nodeid)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if self._active and report.failed:
+            text = str(report.longrepr).strip().splitlines()
+            self._collection_errors.append(f"{report.nodeid}: {text[-1] if text else 'collection failed'}")
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self._active:
             return
         for nodeid in list(self._reports):  # a leg interrupted before its teardown report
             self._decide(nodeid)
+        self._account_for_missing_legs()
         self._flush()
+
+    def _account_for_missing_legs(self) -> None:
+        decided = {o.leg for o in self.outcomes}
+        for name in self.expected_legs:
+            if name in decided:
+                continue
+            reason = "probe_error:CollectionError" if self._collection_errors else "probe_error:NotCollected"
+            detail = "; ".join(self._collection_errors)[:500] or "the leg's test was not collected"
+            self._emit(Outcome(
+                leg=name, result="fail", severity="error", reason=reason, latency_seconds=None,
+                run_id=self._run_id, timestamp=time.time(),
+                environment=self._config.environment if self._config else None,
+                detail=detail, metadata={"phase": "collect"},
+            ))
 
     # ---- outcome assembly ----------------------------------------------------------------
     def _decide(self, nodeid: str) -> None:
@@ -146,6 +173,9 @@ class SignalsPlugin:
             leg.name, reports, slow_threshold=slow_threshold(leg, config),
             run_id=self._run_id, environment=config.environment,
         )
+        self._emit(outcome)
+
+    def _emit(self, outcome: Outcome) -> None:
         outcome = self._redactor.outcome(outcome)
         self.outcomes.append(outcome)
         for sink in self.sinks:
