@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -53,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--database-url", default=None)
     sb.add_argument("--fault", action="append", default=[], metavar="NAME",
                     help="start with this fault on (repeatable); change later with POST /_sandbox/faults")
-    sb.add_argument("--webhook-secret", default=os.environ.get("RAZORPAY_TEST_WEBHOOK_SECRET") or "whsec_sandbox_test")
-    sb.add_argument("--plan-id", default=os.environ.get("PAYMENT_PROBE_TEST_PLAN_ID_PRO") or "plan_test_pro")
+    sb.add_argument("--webhook-secret", default=None,
+                    help="default RAZORPAY_TEST_WEBHOOK_SECRET, else whsec_sandbox_test")
+    sb.add_argument("--plan-id", default=None,
+                    help="TEST plan id that upgrades; default PAYMENT_PROBE_TEST_PLAN_ID_PRO, else plan_test_pro")
     sb.add_argument("--api-token", default=None, help="demand this bearer token on the billing endpoints")
 
     sub.add_parser("migrate", help="create the audit table (PAYMENT_PROBE_AUDIT_TABLE) if missing",
@@ -146,7 +147,9 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
         database_url = embedded.start()
     try:
         settings = SandboxSettings(
-            database_url=database_url, webhook_secret=args.webhook_secret, plan_id_pro=args.plan_id,
+            database_url=database_url,
+            webhook_secret=args.webhook_secret or config.webhook_secret or "whsec_sandbox_test",
+            plan_id_pro=args.plan_id or config.test_plan_id_pro or "plan_test_pro",
             api_token=args.api_token, faults=args.fault,
         )
         try:

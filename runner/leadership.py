@@ -28,9 +28,13 @@ CREATE TABLE IF NOT EXISTS payment_probe_slots (
 
 def ensure_slots_table(database_url: str) -> None:
     with connect(database_url) as conn:
-        # Create only when missing: a least-privilege role may use the table but not CREATE.
-        if conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
-            conn.execute(SLOTS_DDL)
+        _create_slots_table_if_missing(conn)
+
+
+def _create_slots_table_if_missing(conn: Any) -> None:
+    # Only when missing: a least-privilege role may use the table but not CREATE.
+    if conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
+        conn.execute(SLOTS_DDL)
 
 
 class Leadership:
@@ -53,8 +57,7 @@ class Leadership:
             self.ever_connected = True
             # A fresh session holds no lock yet, whatever we held before the connection broke.
             self.leading = False
-            if self._conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
-                self._conn.execute(SLOTS_DDL)  # the database was not reachable at start
+            _create_slots_table_if_missing(self._conn)  # in case the database was down at start
         return self._conn
 
     def _fallback(self, what: str, exc: Exception) -> bool:
