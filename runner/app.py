@@ -68,15 +68,19 @@ class App:
             log.info("serving /metrics and /healthz on http://%s:%d", config.metrics_host, self.http.port)
 
     def _migrate(self) -> None:
+        from runner.leadership import SlotsTableError
         from runner.schema import prepare
         from runner.signals.audit import AuditSchemaError
+        from synthetics import db
 
         assert self.config.database_url
         try:
             prepare(self.config.database_url, self.config.audit_table)
-        except AuditSchemaError as exc:
+        except (AuditSchemaError, SlotsTableError) as exc:
             raise StartupError(str(exc)) from None
         except Exception as exc:
+            if db.is_permanent(exc):  # a retry cannot fix it: say so now, not every slot forever
+                raise StartupError(f"PAYMENT_PROBE_DATABASE_URL: {db.describe(exc)}") from None
             # The prober's own dependency is down: probe anyway, spool audit rows until it returns.
             log.error("audit table check failed at start (%s); rows will be spooled until it works",
                       type(exc).__name__)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from synthetics import __version__
 from synthetics.config import ConfigError, ProbeConfig, load_config
+from synthetics.secret import reveal
 
 log = logging.getLogger("payment_probe.cli")
 
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--plan-id", default=None,
                     help="TEST plan id that upgrades; default PAYMENT_PROBE_TEST_PLAN_ID_PRO, else plan_test_pro")
     sb.add_argument("--api-token", default=None, help="demand this bearer token on the billing endpoints")
+    sb.add_argument("--tls", action="store_true",
+                    help="serve HTTPS with a certificate from a CA generated at start (its PEM path is printed)")
+    sb.add_argument("--cert-days", type=float, default=90.0,
+                    help="with --tls: the leaf certificate's lifetime in days (default 90; negative: expired)")
+    sb.add_argument("--ca-out", default=None, metavar="PATH",
+                    help="with --tls: write the CA's PEM here (default: a fresh temporary file)")
 
     sub.add_parser("migrate", help="create the audit table (PAYMENT_PROBE_AUDIT_TABLE) if missing",
                    description="Create the audit table if missing and check an existing one's columns.")
@@ -103,14 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_migrate(config: ProbeConfig) -> int:
     if not config.database_url:
         return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
+    from runner.leadership import SlotsTableError
     from runner.schema import prepare
     from runner.signals.audit import AuditSchemaError
+    from synthetics import db
 
     try:
         prepare(config.database_url, config.audit_table)
-    except AuditSchemaError as exc:
+    except (AuditSchemaError, SlotsTableError) as exc:
         return _die(str(exc))
     except Exception as exc:
+        if db.is_permanent(exc):
+            return _die(f"PAYMENT_PROBE_DATABASE_URL: {db.describe(exc)}")
         print(f"payment-probe: migrate failed: database unreachable ({type(exc).__name__})", file=sys.stderr)
         return EXIT_FAILED
     print(f"audit table {config.audit_table} and payment_probe_slots are ready")
@@ -139,18 +150,27 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
     from sandbox.server import SandboxSettings, start
 
     embedded = None
-    database_url = args.database_url or config.database_url
+    database_url = args.database_url or reveal(config.database_url)
     if not database_url:
         from runner.embedded_pg import EmbeddedPostgres
 
         embedded = EmbeddedPostgres()
         database_url = embedded.start()
+    tls = None
+    if args.tls:
+        import tempfile
+        from pathlib import Path
+
+        from sandbox.tls import make_tls
+
+        ca_out = Path(args.ca_out) if args.ca_out else Path(tempfile.mkdtemp(prefix="payment-probe-ca-")) / "ca.pem"
+        tls = make_tls(ca_out, cert_days=args.cert_days)
     try:
         settings = SandboxSettings(
             database_url=database_url,
-            webhook_secret=args.webhook_secret or config.webhook_secret or "whsec_sandbox_test",
+            webhook_secret=args.webhook_secret or reveal(config.webhook_secret) or "whsec_sandbox_test",
             plan_id_pro=args.plan_id or config.test_plan_id_pro or "plan_test_pro",
-            api_token=args.api_token, faults=args.fault,
+            api_token=args.api_token, faults=args.fault, tls=tls,
         )
         try:
             server = start(settings, args.host, args.port)
@@ -160,6 +180,9 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
             return _die(f"--port: cannot listen on {args.host}:{args.port} ({exc.strerror})")
         print(f"sandbox billing API on {server.url} (faults: {', '.join(args.fault) or 'none'})",
               file=sys.stderr, flush=True)
+        if tls is not None:
+            print(f"sandbox CA certificate: {tls.ca_path} (set PAYMENT_PROBE_CA_BUNDLE to it)",
+                  file=sys.stderr, flush=True)
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         signal.signal(signal.SIGINT, lambda *_: done.set())

@@ -16,11 +16,11 @@ from pathlib import Path
 from runner.app import App, StartupError
 from runner.embedded_pg import EmbeddedPostgres, free_port
 from runner.legrun import RunReport
+from runner.signals.table import outcome_table
 from synthetics.config import DEFAULT_METRICS_PORT, load_config
 
 DEMO_SECRET = "whsec_demo_only_not_a_real_secret"
 DEMO_PLAN = "plan_test_pro"
-MARKS = {"pass": "ok  ", "degraded": "WARN", "fail": "FAIL"}
 
 
 def _port_free(port: int) -> bool:
@@ -33,11 +33,7 @@ def _port_free(port: int) -> bool:
 
 
 def format_run(report: RunReport) -> str:
-    lines = [f"\nrun {report.run_id}  ({report.duration_seconds:.2f}s)",
-             f"        {'leg':<22} {'result':<9} {'severity':<9} {'latency':>9}  reason"]
-    for o in report.outcomes:
-        latency = "-" if o.latency_seconds is None else f"{o.latency_seconds * 1000:.1f} ms"
-        lines.append(f"  {MARKS[o.result]}  {o.leg:<22} {o.result:<9} {o.severity:<9} {latency:>9}  {o.reason}")
+    lines = [f"\nrun {report.run_id}  ({report.duration_seconds:.2f}s)", *outcome_table(report.outcomes)]
     return "\n".join(lines)
 
 
@@ -57,9 +53,13 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
     print("starting embedded Postgres ...", flush=True)
     database_url = pg.start()
     try:
+        from sandbox.tls import make_tls
+
+        # HTTPS with a private CA, as a platform team's billing API would have it.
+        tls = make_tls(workdir / "ca.pem", cert_days=90, hostnames=("localhost", "127.0.0.1"))
         try:
             sandbox = start(SandboxSettings(database_url=database_url, webhook_secret=DEMO_SECRET,
-                                            plan_id_pro=DEMO_PLAN, faults=faults))
+                                            plan_id_pro=DEMO_PLAN, faults=faults, tls=tls))
         except UnknownFault as exc:
             print(f"payment-probe: --fault: {exc}", file=sys.stderr)
             return 2
@@ -75,6 +75,7 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
             "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
             "PAYMENT_PROBE_ENVIRONMENT": env.get("PAYMENT_PROBE_ENVIRONMENT", "demo"),
             "PAYMENT_PROBE_SPOOL_DIR": str(workdir / "spool"),
+            "PAYMENT_PROBE_CA_BUNDLE": str(tls.ca_path),
             "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS": env.get("PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", "20"),
             "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": env.get("PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", "5"),
             "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": env.get("PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", "10"),
@@ -90,9 +91,10 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
                 print(f"payment-probe: {exc}", file=sys.stderr)
                 return 2
             print(f"sandbox billing API  {sandbox.url}   faults: {', '.join(faults) or 'none'}")
+            print(f"private CA (trusted) {tls.ca_path}   (PAYMENT_PROBE_CA_BUNDLE)")
             print(f"metrics              http://127.0.0.1:{port}/metrics   (health: /healthz)")
             print(f"JSON outcome log     {log_path}")
-            print(f"switch faults live   curl -X POST {sandbox.url}/_sandbox/faults "
+            print(f"switch faults live   curl --cacert {tls.ca_path} -X POST {sandbox.url}/_sandbox/faults "
                   "-d '{\"faults\": [\"webhook_accept_unsigned\"]}'")
             print(f"running every {interval:g}s; Ctrl-C to stop", flush=True)
             app.run_forever()

@@ -13,7 +13,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from synthetics.cohort import connect
+from synthetics import db
+from synthetics.secret import Secret
 
 log = logging.getLogger("payment_probe.leadership")
 
@@ -26,9 +27,32 @@ CREATE TABLE IF NOT EXISTS payment_probe_slots (
 )"""
 
 
-def ensure_slots_table(database_url: str) -> None:
-    with connect(database_url) as conn:
-        _create_slots_table_if_missing(conn)
+class SlotsTableError(RuntimeError):
+    """The role cannot create or use the slots table: no slot could ever be claimed (exit 2)."""
+
+
+def ensure_slots_table(database_url: Secret) -> None:
+    """Create the table when missing and check the rights a claim needs; ``SlotsTableError`` if not."""
+    with db.session(database_url) as conn:
+        try:
+            _create_slots_table_if_missing(conn)
+        except Exception as exc:
+            if db.is_permanent(exc):
+                raise SlotsTableError(
+                    f"PAYMENT_PROBE_DATABASE_URL: table payment_probe_slots is missing and the role cannot "
+                    f"create it ({db.describe(exc)}); run `payment-probe migrate` as its owner"
+                ) from None
+            raise
+        rights = conn.execute(
+            "SELECT has_table_privilege('payment_probe_slots', 'SELECT'), "
+            "has_table_privilege('payment_probe_slots', 'INSERT'), "
+            "has_table_privilege('payment_probe_slots', 'DELETE')"
+        ).fetchone()
+    lacking = [name for name, ok in zip(("SELECT", "INSERT", "DELETE"), rights, strict=True) if not ok]
+    if lacking:
+        raise SlotsTableError(
+            f"PAYMENT_PROBE_DATABASE_URL: the database role lacks {', '.join(lacking)} on table payment_probe_slots"
+        )
 
 
 def _create_slots_table_if_missing(conn: Any) -> None:
@@ -43,7 +67,7 @@ class Leadership:
     the database runs too: probing the HTTP legs during a database outage is the point.
     """
 
-    def __init__(self, database_url: str, replica: str) -> None:
+    def __init__(self, database_url: Secret, replica: str) -> None:
         self._database_url = database_url
         self.replica = replica
         self._conn: Any = None
@@ -53,14 +77,20 @@ class Leadership:
     def _session(self) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._drop()
-            self._conn = connect(self._database_url)
+            self._conn = db.connect(self._database_url)
             self.ever_connected = True
             # A fresh session holds no lock yet, whatever we held before the connection broke.
             self.leading = False
-            _create_slots_table_if_missing(self._conn)  # in case the database was down at start
+            with db.guard(self._conn):
+                _create_slots_table_if_missing(self._conn)  # in case the database was down at start
         return self._conn
 
     def _fallback(self, what: str, exc: Exception) -> bool:
+        """An outage (or a frozen database, cut by the guard) falls back; a permanent error never runs."""
+        if db.is_permanent(exc):
+            log.error("%s refused by the database (%s): not running this slot; fix the role's rights",
+                      what, db.describe(exc))
+            return False
         self._drop()
         go = self.leading or not self.ever_connected
         log.warning("%s failed (%s); %s this slot", what, type(exc).__name__,
@@ -71,10 +101,11 @@ class Leadership:
         """True while this replica holds the lock; takes it when it is free."""
         try:
             conn = self._session()
-            if self.leading:
-                conn.execute("SELECT 1")
-                return True
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+            with db.guard(conn):
+                if self.leading:
+                    conn.execute("SELECT 1")
+                    return True
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
             became = bool(row and row[0])
             if became:
                 log.info("replica %s is now the leader", self.replica)
@@ -84,18 +115,26 @@ class Leadership:
             return self._fallback("leadership check", exc)
 
     def claim(self, slot_start: float) -> bool:
-        """Insert this slot's row; False when any replica already ran it."""
+        """Insert this slot's row; False when any replica already ran it or the insert is refused."""
         try:
             conn = self._session()
-            row = conn.execute(
-                "INSERT INTO payment_probe_slots (slot_start, replica) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING RETURNING slot_start",
-                (datetime.fromtimestamp(slot_start, UTC), self.replica),
-            ).fetchone()
-            conn.execute("DELETE FROM payment_probe_slots WHERE slot_start < now() - interval '7 days'")
-            return row is not None
+            with db.guard(conn):
+                row = conn.execute(
+                    "INSERT INTO payment_probe_slots (slot_start, replica) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING RETURNING slot_start",
+                    (datetime.fromtimestamp(slot_start, UTC), self.replica),
+                ).fetchone()
         except Exception as exc:
             return self._fallback("slot claim", exc)
+        claimed = row is not None
+        try:
+            with db.guard(conn):
+                conn.execute("DELETE FROM payment_probe_slots WHERE slot_start < now() - interval '7 days'")
+        except Exception as exc:  # housekeeping only: the claim above already decided
+            log.error("pruning old slot rows failed (%s)", db.describe(exc))
+            if not db.is_permanent(exc):
+                self._drop()
+        return claimed
 
     def _drop(self) -> None:
         if self._conn is not None:

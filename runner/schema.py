@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from runner.leadership import ensure_slots_table
 from runner.signals.audit import migrate
+from synthetics.secret import Secret
 
 
-def prepare(database_url: str, audit_table: str) -> None:
+def prepare(database_url: Secret, audit_table: str) -> None:
     """Create the audit table (or check its columns) and the leadership table, when missing.
 
-    Raises ``AuditSchemaError`` for an audit table that lacks columns; anything else means
-    the database could not be reached or changed.
+    Raises ``AuditSchemaError`` / ``SlotsTableError`` for what a retry cannot fix (a column, a
+    type, a privilege); anything else means the database could not be reached.
     """
     migrate(database_url, audit_table)
     ensure_slots_table(database_url)

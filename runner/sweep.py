@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from synthetics import cohort
+from synthetics import cohort, db
+from synthetics.secret import Secret
 
 
-def sweep_orphans(database_url: str, older_than_seconds: float) -> int:
-    with cohort.connect(database_url) as conn:
+def sweep_orphans(database_url: Secret, older_than_seconds: float) -> int:
+    with db.session(database_url) as conn:
         return cohort.sweep(conn, older_than_seconds)

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from sandbox.faults import FaultSet, UnknownFault
+from sandbox.tls import SandboxTLS
 
 REPLAY_WINDOW_SECONDS = 300
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -48,6 +49,7 @@ class SandboxSettings:
     slow_seconds: float = 2.5  # billing_slow: just past the 2 s budget, still correct
     flip_delay_seconds: float = 3.0  # upgrade_slow_flip
     faults: list[str] = field(default_factory=list)
+    tls: SandboxTLS | None = None  # serve HTTPS with this context (see sandbox.tls.make_tls)
 
 
 def ensure_teams_table(database_url: str) -> None:
@@ -73,12 +75,27 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = str(self.server_address[0]), int(self.server_address[1])
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self.settings.tls else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.settings.tls is not None:
+            # The handshake runs in the handler's thread (setup), never in the accept loop.
+            sock = self.settings.tls.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
     def set_tier(self, team_id: str, tier: str) -> int:
         with psycopg.connect(self.settings.database_url, autocommit=True, connect_timeout=5) as conn:
             cur = conn.execute("UPDATE teams SET plan_tier = %s WHERE id = %s", (tier, team_id))
             return int(cur.rowcount)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that hung up or failed the TLS handshake (the TLS tests do both)
+        super().handle_error(request, client_address)
 
     def start_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="sandbox", daemon=True)
@@ -99,6 +116,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
         pass  # the demo prints outcomes; per-request access logs would drown them
 
     def setup(self) -> None:
+        if self.server.settings.tls is not None:
+            self.request.settimeout(10)
+            try:
+                self.request.do_handshake()
+            except OSError:
+                self.request.close()
+                raise
+            self.request.settimeout(None)
         super().setup()
         # Headers and body leave in separate writes; without NODELAY, Nagle plus the client's
         # delayed ACK adds ~40 ms to some answers and would pollute latency measurements.

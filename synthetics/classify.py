@@ -29,7 +29,7 @@ def judge_reachability(response: ProbeResponse, expect: Expect) -> None:
             raise LegFailed("not_json", f"HTTP {status}: expected a JSON object or array")
         return
     if 300 <= status < 400:
-        where = response.headers.get("Location", "")
+        where = response.headers.get("location", "")
         raise LegFailed(f"redirect:{status}", f"redirect to {where[:200]!r} (never followed)")
     if status in BLOCKED_BUT_ALIVE:
         return

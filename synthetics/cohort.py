@@ -11,22 +11,9 @@ import time
 import uuid
 from typing import Any
 
+from synthetics.db import connect  # noqa: F401 - the leg's connection: every wait bounded
+
 COHORT_PREFIX = "payment-probe-cohort-"
-CONNECT_TIMEOUT_SECONDS = 5
-STATEMENT_TIMEOUT_MS = 5000
-
-
-def connect(database_url: str) -> Any:
-    """An autocommit connection whose every wait is bounded (connect and statements)."""
-    import psycopg  # optional dependency: only the upgrade leg and the runner need it
-
-    return psycopg.connect(
-        database_url,
-        autocommit=True,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        application_name="payment-probe",
-    )
 
 
 def cohort_name(run_id: str) -> str:
@@ -67,6 +54,12 @@ def reap(conn: Any, team_id: str) -> int:
     """Delete one cohort team; a non-cohort row with that id is left alone."""
     cur = conn.execute("DELETE FROM teams WHERE id = %s AND is_test_cohort", (team_id,))
     return int(cur.rowcount)
+
+
+def still_exists(conn: Any, team_id: str) -> bool:
+    """After a reap that deleted nothing: is the team still there (no longer a cohort row, or
+    hidden from the DELETE by row-level security)? Then it was left behind."""
+    return conn.execute("SELECT 1 FROM teams WHERE id = %s", (team_id,)).fetchone() is not None
 
 
 def sweep(conn: Any, older_than_seconds: float) -> int:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from synthetics.secret import Secret, without_userinfo
+from synthetics.tls import TLSConfigError, checked_context
 
 # Variables whose values are secrets: never echoed in an error, a log line or a signal.
 SECRET_VARIABLES = frozenset(
@@ -22,6 +25,8 @@ SECRET_VARIABLES = frozenset(
         "PAYMENT_PROBE_DATABASE_URL",
     }
 )
+# Variables that are URLs: named in an error without their userinfo (user:password@).
+URL_VARIABLES = frozenset({"PAYMENT_PROBE_BASE_URL", "PAYMENT_PROBE_EVENTS_URL", "--base-url"})
 
 # Every variable the probe reads; the README, the ConfigMap and the Secret are tested against it.
 VARIABLES = (
@@ -33,6 +38,8 @@ VARIABLES = (
     "PAYMENT_PROBE_SLOW_SECONDS", "PAYMENT_PROBE_UPGRADE_SLOW_SECONDS", "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS",
     "PAYMENT_PROBE_EXPECTED_TIER", "PAYMENT_PROBE_CHECKOUT_PLAN_ID", "PAYMENT_PROBE_WEBHOOK_PATH",
     "PAYMENT_PROBE_ENVIRONMENT", "PAYMENT_PROBE_AUDIT_TABLE", "PAYMENT_PROBE_SPOOL_DIR",
+    "PAYMENT_PROBE_CA_BUNDLE", "PAYMENT_PROBE_CLIENT_CERT", "PAYMENT_PROBE_CLIENT_KEY",
+    "PAYMENT_PROBE_CERT_WARN_DAYS", "PAYMENT_PROBE_CERT_FAIL_DAYS",
 )
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -48,6 +55,8 @@ class ConfigError(ValueError):
     def __init__(self, variable: str, accepted: str, value: str | None = None) -> None:
         self.variable = variable
         shown = ""
+        if value is not None and variable in URL_VARIABLES:
+            value = without_userinfo(value)
         if value is not None and variable not in SECRET_VARIABLES:
             shown = f", got {value!r}"
         super().__init__(f"{variable}: expected {accepted}{shown}")
@@ -106,15 +115,14 @@ def parse_http_url(name: str, raw: str | None) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # Do not echo a URL that might carry user:password@.
-        shown = raw if "@" not in raw else None
-        raise ConfigError(name, "an absolute http:// or https:// URL", shown)
+    accepted = "an absolute http:// or https:// URL"
     try:
+        parts = urlsplit(raw)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ConfigError(name, "an absolute http:// or https:// URL", raw) from None
+        raise ConfigError(name, accepted, raw) from None  # ConfigError drops any user:password@
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, accepted, raw)
     return raw.rstrip("/")
 
 
@@ -124,6 +132,28 @@ def parse_database_url(name: str, raw: str | None) -> str | None:
     raw = raw.strip()
     if urlsplit(raw).scheme not in ("postgres", "postgresql"):
         raise ConfigError(name, "a postgresql:// URL")
+    return raw
+
+
+def parse_days(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(name, "a positive whole number of days", raw)
+    return int(raw)
+
+
+def parse_pem_file(env: Mapping[str, str], name: str) -> str | None:
+    """A path to a readable file: checked at start, so a typo is exit 2, not a red leg forever."""
+    raw = _text(env, name)
+    if raw is None:
+        return None
+    try:
+        with open(raw, "rb") as handle:
+            handle.read(1)
+    except OSError:
+        raise ConfigError(name, "a readable PEM file", raw) from None
     return raw
 
 
@@ -153,9 +183,9 @@ class ProbeConfig:
 
     enabled: bool = False
     base_url: str | None = None
-    api_token: str | None = field(default=None, repr=False)
-    database_url: str | None = field(default=None, repr=False)
-    webhook_secret: str | None = field(default=None, repr=False)
+    api_token: Secret | None = None
+    database_url: Secret | None = None
+    webhook_secret: Secret | None = None
     test_plan_id_pro: str | None = None
     interval_seconds: float = 300.0
     http_timeout_seconds: float = 15.0
@@ -163,7 +193,7 @@ class ProbeConfig:
     metrics_port: int = DEFAULT_METRICS_PORT
     metrics_host: str = "0.0.0.0"  # PAYMENT_PROBE_METRICS_HOST; 127.0.0.1 for loopback only
     new_relic_account_id: str | None = None
-    new_relic_insert_key: str | None = field(default=None, repr=False)
+    new_relic_insert_key: Secret | None = None
     new_relic_region: str = "US"
     events_url: str | None = None
     slow_seconds: float | None = None
@@ -175,28 +205,39 @@ class ProbeConfig:
     environment: str | None = None
     audit_table: str = "audit_log"
     spool_dir: str | None = None  # PAYMENT_PROBE_SPOOL_DIR; default under XDG_STATE_HOME
+    ca_bundle: str | None = None  # PEM of the CAs trusted for the billing API; None: system store
+    client_cert: str | None = None  # PEM client certificate for mutual TLS
+    client_key: str | None = None  # its key (the path; the file's contents are never read here)
+    cert_warn_days: int = 21
+    cert_fail_days: int = 7
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
         values: list[str] = []
-        for value in (self.api_token, self.webhook_secret, self.new_relic_insert_key):
-            if value:
-                values.append(value)
+        for secret in (self.api_token, self.webhook_secret, self.new_relic_insert_key):
+            if secret:
+                values.append(secret.reveal())
         if self.database_url:
-            password = urlsplit(self.database_url).password
+            password = urlsplit(self.database_url.reveal()).password
             if password:
                 values.append(password)
-            values.append(self.database_url)
+            values.append(self.database_url.reveal())
+        if self.client_key:
+            values.extend(_key_material(self.client_key))
         return tuple(values)
 
-    def replace(self, **changes: object) -> ProbeConfig:
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
-        if unknown:
-            raise TypeError(f"unknown settings: {sorted(unknown)}")
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(changes)
-        return ProbeConfig(**data)
+
+def _key_material(path: str) -> list[str]:
+    """The client key's base64 lines, so that a key file echoed anywhere is still scrubbed."""
+    try:
+        with open(path) as handle:
+            return [line.strip() for line in handle if len(line.strip()) >= 16 and "-----" not in line]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _secret(value: str | None) -> Secret | None:
+    return None if value is None else Secret(value)
 
 
 def load_config(
@@ -217,17 +258,31 @@ def load_config(
 
     base_source = "--base-url" if base_url else "PAYMENT_PROBE_BASE_URL"
     db_source = "--database-url" if database_url else "PAYMENT_PROBE_DATABASE_URL"
+    client_cert = parse_pem_file(env, "PAYMENT_PROBE_CLIENT_CERT")
+    client_key = parse_pem_file(env, "PAYMENT_PROBE_CLIENT_KEY")
+    if client_key and not client_cert:
+        raise ConfigError("PAYMENT_PROBE_CLIENT_CERT", "a readable PEM file (PAYMENT_PROBE_CLIENT_KEY is set)")
+    warn_days = parse_days(env, "PAYMENT_PROBE_CERT_WARN_DAYS", 21)
+    fail_days = parse_days(env, "PAYMENT_PROBE_CERT_FAIL_DAYS", 7)
+    if fail_days >= warn_days:
+        raise ConfigError("PAYMENT_PROBE_CERT_FAIL_DAYS", f"fewer days than PAYMENT_PROBE_CERT_WARN_DAYS ({warn_days})",
+                          str(fail_days))
+    ca_bundle = parse_pem_file(env, "PAYMENT_PROBE_CA_BUNDLE")
+    try:
+        checked_context(ca_bundle, client_cert, client_key)  # refused PEM: exit 2 now, not a red leg later
+    except TLSConfigError as exc:
+        raise ConfigError(exc.variable, "a PEM file OpenSSL accepts (certificate, key and CA bundle)") from None
     account = _text(env, "NEW_RELIC_ACCOUNT_ID")
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
     return ProbeConfig(
         enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", False),
         base_url=parse_http_url(base_source, base_url or _text(env, "PAYMENT_PROBE_BASE_URL")),
-        api_token=api_token or _text(env, "PAYMENT_PROBE_API_TOKEN"),
-        database_url=parse_database_url(
+        api_token=_secret(api_token or _text(env, "PAYMENT_PROBE_API_TOKEN")),
+        database_url=_secret(parse_database_url(
             db_source, database_url or _text(env, "PAYMENT_PROBE_DATABASE_URL")
-        ),
-        webhook_secret=_text(env, "RAZORPAY_TEST_WEBHOOK_SECRET"),
+        )),
+        webhook_secret=_secret(_text(env, "RAZORPAY_TEST_WEBHOOK_SECRET")),
         test_plan_id_pro=_text(env, "PAYMENT_PROBE_TEST_PLAN_ID_PRO"),
         interval_seconds=parse_seconds(env, "PAYMENT_PROBE_INTERVAL_SECONDS", 300.0),
         http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", 15.0),
@@ -235,7 +290,7 @@ def load_config(
         metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", DEFAULT_METRICS_PORT),
         metrics_host=_text(env, "PAYMENT_PROBE_METRICS_HOST") or "0.0.0.0",
         new_relic_account_id=account,
-        new_relic_insert_key=_text(env, "NEW_RELIC_INSERT_KEY"),
+        new_relic_insert_key=_secret(_text(env, "NEW_RELIC_INSERT_KEY")),
         new_relic_region=region,
         events_url=parse_http_url("PAYMENT_PROBE_EVENTS_URL", _text(env, "PAYMENT_PROBE_EVENTS_URL")),
         slow_seconds=optional_seconds("PAYMENT_PROBE_SLOW_SECONDS"),
@@ -247,4 +302,9 @@ def load_config(
         environment=_text(env, "PAYMENT_PROBE_ENVIRONMENT"),
         audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", "audit_log"),
         spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR"),
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        client_key=client_key,
+        cert_warn_days=warn_days,
+        cert_fail_days=fail_days,
     )

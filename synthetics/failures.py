@@ -1,7 +1,10 @@
-"""How a leg says *why* it failed: an assertion carrying a short machine-readable reason.
+"""How a leg says *why* it failed: pytest's own failure outcome, carrying a machine-readable reason.
 
-The signals plugin reads ``reason`` and ``severity`` off the exception; legs never import
-the plugin, and a leg that simply raises still gets a reason (``probe_error:<Type>``).
+``LegFailed`` is a ``pytest.fail.Exception`` raised with ``pytrace=False``: a failure the leg
+raises on purpose already says everything, so pytest reports it as one line (the ``FAILED``
+line, JUnit's message) and never prints the leg's frames or locals. A leg that raises anything
+else is a bug in the probe: that keeps its traceback (``probe_error:<Type>``). The signals plugin
+reads ``reason`` and ``severity`` off the exception; legs never import the plugin.
 """
 
 from __future__ import annotations
@@ -11,16 +14,22 @@ from typing import NoReturn
 import pytest
 
 
-class LegFailed(AssertionError):
+class LegFailed(pytest.fail.Exception):  # type: ignore[name-defined]
     """The contract is broken. ``reason`` is the token dashboards group by (``http_status:503``)."""
 
     def __init__(self, reason: str, detail: str = "", *, severity: str = "error") -> None:
         self.reason = reason
         self.detail = detail
         self.severity = severity
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        super().__init__(f"{reason}: {detail}" if detail else reason, pytrace=False)
 
 
 def degrade(reason: str, detail: str = "") -> NoReturn:
     """End the leg as ``degraded``: a pytest skip whose message starts with the reason token."""
     pytest.skip(f"{reason} {detail}".strip())
+
+
+def one_line(leg: str, result: str, severity: str, reason: str, detail: str) -> str:
+    """``webhook_security fail (critical): unsigned_accepted — HTTP 200: ...``: the report line."""
+    text = f"{leg} {result} ({severity}): {reason}"
+    return f"{text} — {detail}" if detail else text

@@ -7,17 +7,19 @@ Loaded by the repository's ``conftest.py`` (laptop and CI gate) and by the runne
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from synthetics import cohort
+from synthetics import cohort, db
 from synthetics.config import ConfigError, ProbeConfig, load_config
 from synthetics.failures import LegFailed, degrade
 from synthetics.http import ProbeClient
+from synthetics.leg_report import DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 from synthetics.registry import leg_for_test
+from synthetics.secret import Secret
 
 CONFIG_KEY = pytest.StashKey[ProbeConfig]()
 RUN_ID_KEY = pytest.StashKey[str]()
@@ -81,21 +83,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class LegRecord:
-    """What a leg attaches to its report: network latency and plain detail xdist can ship."""
+    """What a leg attaches to its report: network time by phase and plain detail xdist can ship."""
 
     def __init__(self, item: pytest.Item) -> None:
         self._properties = item.user_properties
         self.latency_seconds: float | None = None
+        self.phases: dict[str, float] = {}
 
-    def add_latency(self, seconds: float) -> None:
-        self.set_latency((self.latency_seconds or 0.0) + seconds)
+    def add_phases(self, phases: Mapping[str, float], answered: bool) -> None:
+        """Sum an exchange's phases into the leg's; latency counts once a response arrived."""
+        for name, seconds in phases.items():
+            self.phases[name] = self.phases.get(name, 0.0) + seconds
+            self._replace(f"{PHASE_PREFIX}{name}", round(self.phases[name], 6))
+        if answered or self.latency_seconds is not None:
+            self.set_latency(sum(self.phases.values()))
 
     def set_latency(self, seconds: float) -> None:
         self.latency_seconds = seconds
-        self._replace("latency_seconds", round(seconds, 6))
+        self._replace(LATENCY_KEY, round(seconds, 6))
 
     def note(self, key: str, value: str | int | float | bool) -> None:
-        self._replace(f"detail.{key}", value)
+        self._replace(f"{DETAIL_PREFIX}{key}", value)
 
     def _replace(self, key: str, value: Any) -> None:
         self._properties[:] = [(k, v) for k, v in self._properties if k != key]
@@ -121,7 +129,7 @@ def leg_record(request: pytest.FixtureRequest) -> LegRecord:
 def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> Iterator[ProbeClient]:
     if not probe_config.base_url:
         degrade("config_missing:PAYMENT_PROBE_BASE_URL")
-    client = ProbeClient(probe_config, on_response=leg_record.add_latency)
+    client = ProbeClient(probe_config, on_phases=leg_record.add_phases)
     try:
         yield client
     finally:
@@ -130,8 +138,10 @@ def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> Iterator[Pro
 
 @dataclass(frozen=True)
 class UpgradeSettings:
-    database_url: str
-    webhook_secret: str
+    """The upgrade leg's settings; the two secrets stay ``Secret`` (a test argument is printed)."""
+
+    database_url: Secret
+    webhook_secret: Secret
     plan_id: str
 
 
@@ -163,11 +173,12 @@ def cohort_team(
 ) -> Iterator[CohortTeam]:
     """Mint a hobby-tier cohort team and always reap it, on every path including a timeout."""
     try:
-        conn = cohort.connect(upgrade_settings.database_url)
+        conn = db.connect(upgrade_settings.database_url)
     except Exception as exc:
         degrade("mint_failed", f"database unreachable ({type(exc).__name__})")
     try:
-        team_id = cohort.mint(conn, run_id)
+        with db.guard(conn):
+            team_id = cohort.mint(conn, run_id)
     except Exception as exc:
         conn.close()
         degrade("mint_failed", f"insert into teams failed ({type(exc).__name__})")
@@ -179,17 +190,27 @@ def cohort_team(
         _reap(upgrade_settings.database_url, team)
 
 
-def _reap(database_url: str, team: CohortTeam) -> None:
-    """Delete the team; if the leg's connection broke, try once more on a fresh one."""
+def _reap(database_url: Secret, team: CohortTeam) -> None:
+    """Delete the team; if the leg's connection broke, try once more on a fresh one.
+
+    A reap that deletes no row while the team still exists (it is no longer a cohort row, or
+    row-level security hides it from the DELETE) left it behind: that is ``reap_failed`` too.
+    """
+    deleted: int | None = None
     try:
-        cohort.reap(team.connection, team.id)
-        return
+        with db.guard(team.connection):
+            deleted = cohort.reap(team.connection, team.id)
+            left = deleted == 0 and cohort.still_exists(team.connection, team.id)
     except Exception:
-        pass
+        left = False
     finally:
         team.connection.close()
-    try:
-        with cohort.connect(database_url) as conn:
-            cohort.reap(conn, team.id)
-    except Exception as exc:
-        raise LegFailed("reap_failed", f"cohort team {team.id} left behind ({type(exc).__name__})") from None
+    if deleted is None:
+        try:
+            with db.session(database_url) as conn:
+                deleted = cohort.reap(conn, team.id)
+                left = deleted == 0 and cohort.still_exists(conn, team.id)
+        except Exception as exc:
+            raise LegFailed("reap_failed", f"cohort team {team.id} left behind ({type(exc).__name__})") from None
+    if left:
+        raise LegFailed("reap_failed", f"cohort team {team.id} still exists: the reap deleted no row")

@@ -16,6 +16,7 @@ class Leg:
     name: str
     marker: str  # "prod_safe" or "upgrade"
     slow_seconds: float  # default latency budget; over it but correct is ``degraded``
+    budget_override: str = "http"  # which variable overrides the budget: http, upgrade or none
 
 
 LEGS: dict[str, Leg] = {
@@ -25,7 +26,8 @@ LEGS: dict[str, Leg] = {
         Leg("billing_state", "prod_safe", 2.0),
         Leg("invoices_reachable", "prod_safe", 2.0),
         Leg("webhook_security", "prod_safe", 2.0),
-        Leg("upgrade_webhook_e2e", "upgrade", 8.0),
+        Leg("upgrade_webhook_e2e", "upgrade", 8.0, "upgrade"),
+        Leg("tls_certificate", "prod_safe", 2.0, "none"),
     )
 }
 
@@ -42,6 +44,8 @@ def leg_for_test(function_name: str) -> Leg | None:
 
 def slow_threshold(leg: Leg, config: ProbeConfig) -> float:
     """The budget in force: the spec's default unless an override variable is set."""
-    if leg.marker == "upgrade":
+    if leg.budget_override == "upgrade":
         return config.upgrade_slow_seconds or leg.slow_seconds
-    return config.slow_seconds or leg.slow_seconds
+    if leg.budget_override == "http":
+        return config.slow_seconds or leg.slow_seconds
+    return leg.slow_seconds

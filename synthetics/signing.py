@@ -13,6 +13,8 @@ import secrets
 import time
 import uuid
 
+from synthetics.secret import Secret
+
 
 def charged_event(team_id: str, plan_id: str, *, now: float | None = None) -> bytes:
     """The serialized event for ``team_id`` on ``plan_id``, stamped with the current time."""
@@ -48,9 +50,10 @@ def charged_event(team_id: str, plan_id: str, *, now: float | None = None) -> by
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-def sign(secret: str, body: bytes) -> str:
+def sign(secret: str | Secret, body: bytes) -> str:
     """``X-Razorpay-Signature``: lowercase hex HMAC-SHA256 of the raw body under the secret."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    key = secret.reveal() if isinstance(secret, Secret) else secret
+    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
 def forged_signature(body: bytes) -> str:

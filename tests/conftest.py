@@ -27,6 +27,7 @@ from runner.signals.outcome import Outcome  # noqa: E402
 from runner.signals.plugin import SignalsPlugin  # noqa: E402
 from runner.signals.sink import MemorySink  # noqa: E402
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start  # noqa: E402
+from sandbox.tls import make_tls  # noqa: E402
 from synthetics.config import ProbeConfig, load_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,11 +80,18 @@ def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
 
 
 @pytest.fixture
-def sandbox(database_url: str) -> Iterator[SandboxServer]:
+def sandbox(database_url: str, tmp_path: Path) -> Iterator[SandboxServer]:
+    """The reference API over HTTPS with a private CA, as production billing APIs are served."""
+    tls = make_tls(tmp_path / "sandbox-ca.pem", cert_days=90)
     server = start(SandboxSettings(database_url=database_url, webhook_secret=WEBHOOK_SECRET,
-                                   plan_id_pro=PLAN_ID, slow_seconds=0.6, flip_delay_seconds=1.0))
+                                   plan_id_pro=PLAN_ID, slow_seconds=0.6, flip_delay_seconds=1.0, tls=tls))
     yield server
     server.stop()
+
+
+def ca_of(sandbox: SandboxServer) -> str:
+    """The sandbox's CA bundle path ('' for a plain-HTTP sandbox)."""
+    return str(sandbox.settings.tls.ca_path) if sandbox.settings.tls else ""
 
 
 def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -101,6 +109,8 @@ def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra
         "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool"),
         "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
     }
+    if sandbox.settings.tls:
+        env["PAYMENT_PROBE_CA_BUNDLE"] = ca_of(sandbox)
     env.update(extra)
     return env
 

@@ -32,7 +32,9 @@ BAD_VALUES = [
     ("PAYMENT_PROBE_AUDIT_TABLE", "audit log; drop", "PAYMENT_PROBE_AUDIT_TABLE: expected a table name like audit_log or schema.audit_log, got 'audit log; drop'"),
     # Secret-bearing variables are named, their values never echoed.
     ("PAYMENT_PROBE_DATABASE_URL", "mysql://u:hunter2@db/x", "PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL"),
-    ("PAYMENT_PROBE_BASE_URL", "htp://user:s3cret@host", "PAYMENT_PROBE_BASE_URL: expected an absolute http:// or https:// URL"),
+    ("PAYMENT_PROBE_BASE_URL", "htp://user:s3cret@host", "PAYMENT_PROBE_BASE_URL: expected an absolute http:// or https:// URL, got 'htp://host'"),
+    ("PAYMENT_PROBE_BASE_URL", "https://probe:s3cret@host:44x3", "PAYMENT_PROBE_BASE_URL: expected an absolute http:// or https:// URL, got 'https://host:44x3'"),
+    ("PAYMENT_PROBE_EVENTS_URL", "https://probe:s3cret@host:44x3/v1", "PAYMENT_PROBE_EVENTS_URL: expected an absolute http:// or https:// URL, got 'https://host:44x3/v1'"),
 ]
 
 
@@ -64,7 +66,8 @@ def test_pytest_options_override_the_environment() -> None:
         api_token="tok", database_url="postgresql://h/db",
     )
     assert config.base_url == "http://option.example"
-    assert config.api_token == "tok" and config.database_url == "postgresql://h/db"
+    assert config.api_token and config.api_token.reveal() == "tok"
+    assert config.database_url and config.database_url.reveal() == "postgresql://h/db"
 
 
 def test_secrets_are_not_in_the_repr() -> None:

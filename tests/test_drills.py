@@ -21,6 +21,7 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start
+from sandbox.tls import make_tls
 
 from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, free_port, probe_env, query
 from test_runner import cli, spawn, wait_for
@@ -53,7 +54,7 @@ def test_bad_answers_fail_with_a_reason_and_the_next_run_is_normal(probe: Probe)
 
 def test_api_down_fails_every_http_leg_then_recovers(probe: Probe) -> None:
     alive = probe.sandbox.url
-    outcomes = probe.run(legs="not upgrade_webhook_e2e", PAYMENT_PROBE_BASE_URL=f"http://127.0.0.1:{free_port()}")
+    outcomes = probe.run(legs="not upgrade_webhook_e2e", PAYMENT_PROBE_BASE_URL=f"https://127.0.0.1:{free_port()}")
     assert {(o.result, o.reason) for o in outcomes.values()} == {("fail", "connection_error")}
     outcomes = probe.run(legs="not upgrade_webhook_e2e", PAYMENT_PROBE_BASE_URL=alive)
     assert {o.result for o in outcomes.values()} == {"pass"}
@@ -70,8 +71,9 @@ def own_pg() -> Iterator[EmbeddedPostgres]:
 
 
 @pytest.fixture
-def own_sandbox(own_pg: EmbeddedPostgres) -> Iterator[SandboxServer]:
-    server = start(SandboxSettings(database_url=own_pg.url, webhook_secret=WEBHOOK_SECRET, plan_id_pro=PLAN_ID))
+def own_sandbox(own_pg: EmbeddedPostgres, tmp_path: Path) -> Iterator[SandboxServer]:
+    server = start(SandboxSettings(database_url=own_pg.url, webhook_secret=WEBHOOK_SECRET, plan_id_pro=PLAN_ID,
+                                   tls=make_tls(tmp_path / "own-ca.pem")))
     yield server
     server.stop()
 

@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from runner.signals.metrics import ProbeMetrics
 from sandbox.server import SandboxServer
 from synthetics.config import SECRET_VARIABLES, VARIABLES
+from synthetics.registry import LEGS
+from synthetics.secret import Secret
 
 from conftest import REPO, free_port, probe_env, query
 from test_runner import cli, spawn, wait_for
@@ -333,13 +335,13 @@ def test_the_runner_works_under_the_probe_role(probe_role: str, sandbox: Sandbox
     proc = cli("run", "--once", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert {o["result"] for o in json.loads(proc.stdout)} == {"pass"}
-    assert query(database_url, "SELECT count(*) FROM audit_log") == [(5,)]
+    assert query(database_url, "SELECT count(*) FROM audit_log") == [(len(LEGS),)]
     assert query(database_url, "SELECT count(*) FROM teams WHERE is_test_cohort") == [(0,)]
     # start-up checks and leadership also work without CREATE
     assert cli("migrate", env={"PAYMENT_PROBE_DATABASE_URL": probe_role}).returncode == 0
     from runner.leadership import Leadership
 
-    leader = Leadership(probe_role, "role-test")
+    leader = Leadership(Secret(probe_role), "role-test")
     try:
         slot = float(int(time.time()))
         assert leader.is_leader() and leader.claim(slot) and not leader.claim(slot)

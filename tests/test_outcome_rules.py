@@ -35,11 +35,13 @@ def run_session(pytester: pytest.Pytester, body: str, *args: str, subprocess: bo
     dict[str, dict[str, Any]], list[dict[str, Any]], Any
 ]:
     pytester.makepyfile(test_legs=HEADER + body)
-    out = pytester.path / "outcomes.json"
-    argv = [*PLUGINS, f"--probe-json={out}", "-p", "no:cacheprovider", *args]
+    out, log = pytester.path / "outcomes.json", pytester.path / "outcomes.jsonl"
+    argv = [*PLUGINS, f"--probe-json={out}", f"--probe-log={log}", "-p", "no:cacheprovider", *args]
     result = pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest_inprocess(*argv)
     outcomes = json.loads(out.read_text()) if out.exists() else []
-    lines = [json.loads(line) for line in result.errlines if line.startswith("{") and "payment_probe.outcome" in line]
+    lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    # Under plain pytest the JSON lines never reach the terminal (they went to --probe-log).
+    assert not [x for x in result.outlines + result.errlines if '"payment_probe.outcome"' in x]
     by_leg = {o["leg"]: o for o in outcomes}
     assert len(by_leg) == len(outcomes), "one outcome per leg"
     return by_leg, lines, result
@@ -116,18 +118,18 @@ def test_webhook_security():
     "plain_pass": (
         """
 def test_billing_state(leg_record):
-    leg_record.add_latency(0.25)
+    leg_record.add_phases({"processing": 0.25}, True)
 """, ("pass", "info", "ok")),
     "slow_pass": (
         """
 def test_billing_state(leg_record):
-    leg_record.add_latency(1.5)
-    leg_record.add_latency(1.0)
+    leg_record.add_phases({"processing": 1.5}, True)
+    leg_record.add_phases({"processing": 1.0}, True)
 """, ("degraded", "warning", "slow")),
     "slow_checkout_within_its_own_budget": (
         """
 def test_checkout_reachable(leg_record):
-    leg_record.add_latency(4.0)
+    leg_record.add_phases({"processing": 4.0}, True)
 """, ("pass", "info", "ok")),
 }
 
@@ -145,7 +147,7 @@ def test_latency_is_the_leg_recorded_network_time(pytester: pytest.Pytester) -> 
     outcomes, _, _ = run_session(pytester, """
 def test_billing_state(leg_record):
     time.sleep(0.3)  # pytest's own time, not the leg's network time
-    leg_record.add_latency(0.125)
+    leg_record.add_phases({"processing": 0.125}, True)
 """)
     assert outcomes["billing_state"]["latency_seconds"] == 0.125
 
@@ -162,7 +164,7 @@ def test_slow_override_applies_to_http_legs_only(pytester: pytest.Pytester, monk
     monkeypatch.setenv("PAYMENT_PROBE_SLOW_SECONDS", "0.1")
     outcomes, _, _ = run_session(pytester, """
 def test_billing_state(leg_record):
-    leg_record.add_latency(0.2)
+    leg_record.add_phases({"processing": 0.2}, True)
 
 def test_upgrade_webhook_e2e(leg_record):
     leg_record.set_latency(0.2)
@@ -203,7 +205,7 @@ def test_billing_state():
 
 def test_one_outcome_per_leg_under_xdist(pytester: pytest.Pytester) -> None:
     body = "\n".join(
-        f"def test_{leg}(leg_record):\n    leg_record.add_latency(0.01)\n    time.sleep(0.2)\n"
+        f"def test_{leg}(leg_record):\n    leg_record.add_phases({{'processing': 0.01}}, True)\n    time.sleep(0.2)\n"
         for leg in ("checkout_reachable", "billing_state", "invoices_reachable", "webhook_security",
                     "upgrade_webhook_e2e")
     )

@@ -3,6 +3,7 @@ crash safety (SIGKILL, SIGTERM), resilience of the loop, and its HTTP endpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxServer
+from synthetics.registry import LEGS
 
 from conftest import REPO, Probe, free_port, probe_env, query
 from receivers import ConnectionCounter
@@ -64,7 +66,7 @@ def test_once_json_all_pass(env: dict[str, str]) -> None:
     proc = cli("run", "--once", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     outcomes = json.loads(proc.stdout)  # stdout is the JSON and nothing else
-    assert [set(o) for o in outcomes] == [{"leg", "result", "severity", "reason", "latency_seconds"}] * 5
+    assert [set(o) for o in outcomes] == [{"leg", "result", "severity", "reason", "latency_seconds"}] * len(LEGS)
     assert {o["result"] for o in outcomes} == {"pass"}
 
 
@@ -229,7 +231,7 @@ def test_two_replicas_run_each_slot_once_and_fail_over(runner_env: dict[str, str
         replicas = [r[0] for r in query(database_url, "SELECT replica FROM payment_probe_slots ORDER BY slot_start")]
         assert replicas[-1] != leader
         per_slot = query(database_url, "SELECT count(*) FROM (SELECT run_id FROM audit_log GROUP BY run_id "
-                                       "HAVING count(*) <> 5) odd")
+                                       f"HAVING count(*) <> {len(LEGS)}) odd")
         assert per_slot == [(0,)]
         assert survivor.poll() is None
     finally:
@@ -325,14 +327,14 @@ def test_a_crash_outside_the_legs_never_ends_the_loop(probe: Probe) -> None:
     runner.legs = ExplodingLegs(runner.legs, {1})
     runner.run_forever(max_runs=2)
     assert runner.runs_done == 2 and metrics.run_errors._value.get() == 1  # type: ignore[attr-defined]
-    assert len(memory.flushed) == 2 and all(len(f) == 5 for f in memory.flushed)
+    assert len(memory.flushed) == 2 and all(len(f) == len(LEGS) for f in memory.flushed)
 
 
 def test_a_raising_sink_leaves_the_next_run_normal(probe: Probe) -> None:
     memory = MemorySink()
     runner, _ = _loop(probe, [MemorySink("events", fail_with=ValueError("sink down")), memory])
     runner.run_forever(max_runs=2)
-    assert [len(f) for f in memory.flushed] == [5, 5]
+    assert [len(f) for f in memory.flushed] == [len(LEGS)] * 2
 
 
 def test_a_pytest_usage_error_is_counted_and_the_loop_goes_on(probe: Probe) -> None:
@@ -343,7 +345,7 @@ def test_a_pytest_usage_error_is_counted_and_the_loop_goes_on(probe: Probe) -> N
     assert metrics.last_run._value.get() == 0  # type: ignore[attr-defined]  # the switch still sees no run
     runner.legs.extra_args = []
     runner.run_forever(max_runs=2)
-    assert memory.flushed[-1] and len(memory.flushed[-1]) == 5
+    assert memory.flushed[-1] and len(memory.flushed[-1]) == len(LEGS)
 
 
 def test_a_leg_that_raises_leaves_the_next_run_normal(probe: Probe) -> None:
@@ -356,7 +358,7 @@ def test_a_leg_that_raises_leaves_the_next_run_normal(probe: Probe) -> None:
     first, second = memory.flushed
     assert {o.leg: o.reason for o in first}["billing_state"] == "not_json"
     assert {o.leg: o.result for o in second if o.leg != "upgrade_webhook_e2e"} == dict.fromkeys(
-        ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security"], "pass")
+        ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate"], "pass")
 
 
 def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
@@ -369,7 +371,7 @@ def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
         return inner_run(run_id)
 
     runner.legs.run = timed  # type: ignore[method-assign]
-    runner.config = runner.config.replace(interval_seconds=0.5)
+    runner.config = dataclasses.replace(runner.config, interval_seconds=0.5)
     runner.run_forever(max_runs=4)
     # every start sits on a multiple of the interval (wall-clock slots), never one run per
     # "interval after the previous finished"

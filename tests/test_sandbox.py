@@ -14,7 +14,7 @@ import requests
 
 from sandbox.server import SandboxServer
 
-from conftest import PLAN_ID, WEBHOOK_SECRET, free_port, query
+from conftest import PLAN_ID, WEBHOOK_SECRET, ca_of, free_port, query
 from test_runner import cli, spawn, wait_for
 
 
@@ -33,7 +33,7 @@ def post(sandbox: SandboxServer, body: bytes, signature: str | None, event_id: s
     if signature is not None:
         headers["X-Razorpay-Signature"] = signature
     headers["X-Razorpay-Event-Id"] = event_id or f"evt_{uuid.uuid4().hex[:10]}"
-    return requests.post(f"{sandbox.url}/razorpay/webhook", data=body, headers=headers, timeout=5)
+    return requests.post(f"{sandbox.url}/razorpay/webhook", data=body, headers=headers, timeout=5, verify=ca_of(sandbox))
 
 
 def mac(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
@@ -91,14 +91,14 @@ def test_redelivery_is_deduplicated_on_event_id(sandbox: SandboxServer, team: st
 
 def test_faults_are_replaced_live(sandbox: SandboxServer) -> None:
     url = f"{sandbox.url}/_sandbox/faults"
-    assert requests.post(url, json={"faults": ["billing_500", "checkout_402"]}, timeout=5).json() == {
+    assert requests.post(url, json={"faults": ["billing_500", "checkout_402"]}, timeout=5, verify=ca_of(sandbox)).json() == {
         "faults": ["billing_500", "checkout_402"]}
-    assert requests.get(f"{sandbox.url}/api/v1/billing", timeout=5).status_code == 500
-    assert requests.post(url, json={"faults": []}, timeout=5).json() == {"faults": []}
-    assert requests.get(f"{sandbox.url}/api/v1/billing", timeout=5).status_code == 200
-    bad = requests.post(url, json={"faults": ["billing_on_fire"]}, timeout=5)
+    assert requests.get(f"{sandbox.url}/api/v1/billing", timeout=5, verify=ca_of(sandbox)).status_code == 500
+    assert requests.post(url, json={"faults": []}, timeout=5, verify=ca_of(sandbox)).json() == {"faults": []}
+    assert requests.get(f"{sandbox.url}/api/v1/billing", timeout=5, verify=ca_of(sandbox)).status_code == 200
+    bad = requests.post(url, json={"faults": ["billing_on_fire"]}, timeout=5, verify=ca_of(sandbox))
     assert bad.status_code == 400 and bad.json()["error"] == "bad_fault"
-    assert requests.get(url, timeout=5).json() == {"faults": []}
+    assert requests.get(url, timeout=5, verify=ca_of(sandbox)).json() == {"faults": []}
 
 
 def test_sandbox_command(database_url: str) -> None:

@@ -25,6 +25,7 @@ from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxSettings, ensure_teams_table, start
 from synthetics.config import ProbeConfig, load_config
 from synthetics.registry import LEGS, RESULTS
+from synthetics.secret import Secret
 
 from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, query
 from receivers import EventCollector
@@ -83,7 +84,7 @@ def test_four_signals_agree(probe: Probe, collector: EventCollector, database_ur
     w = wired(probe, collector)
     probe.sandbox.faults.replace(faults)
     report = w.run()
-    assert len(report.outcomes) == 5
+    assert len(report.outcomes) == len(LEGS)
     truth = {o.leg: (o.result, o.severity, o.reason) for o in report.outcomes}
     # metrics
     for leg, (result, _, _) in truth.items():
@@ -183,10 +184,10 @@ def test_a_raising_sink_never_stops_the_others(probe: Probe) -> None:
     broken, healthy = MemorySink("events", fail_with=RuntimeError("boom")), MemorySink("log")
     plugin = SignalsPlugin([broken, MetricsSink(metrics), healthy], on_sink_error=count_sink_error(metrics))
     report = LegRunner(config, plugin, quiet=True).run("r-sinks")
-    assert len(report.outcomes) == 5 and len(healthy.recorded) == 5 and len(healthy.flushed) == 1
+    assert len(report.outcomes) == len(LEGS) and len(healthy.recorded) == len(LEGS) and len(healthy.flushed) == 1
     assert {o.result for o in report.outcomes} == {"pass"}
-    # 5 records + 1 flush raised, each counted
-    assert registry.get_sample_value("instant_payment_probe_sink_errors_total", {"sink": "events"}) == 6
+    # one raise per record (one per leg) + 1 flush, each counted
+    assert registry.get_sample_value("instant_payment_probe_sink_errors_total", {"sink": "events"}) == len(LEGS) + 1
 
 
 @pytest.mark.parametrize(("status", "hang", "posts"), [(500, 0.0, 2), (429, 0.0, 2), (400, 0.0, 1),
@@ -222,12 +223,12 @@ def test_event_api_down_is_counted(probe: Probe) -> None:
 
 
 def test_audit_table_is_created_and_checked(database_url: str) -> None:
-    migrate(database_url, "probe_audit")
-    migrate(database_url, "probe_audit")  # idempotent
+    migrate(Secret(database_url), "probe_audit")
+    migrate(Secret(database_url), "probe_audit")  # idempotent
     assert query(database_url, "SELECT count(*) FROM probe_audit") == [(0,)]
     query(database_url, "CREATE TABLE thin_audit (id uuid PRIMARY KEY, created_at timestamptz, leg text)")
     with pytest.raises(AuditSchemaError) as info:
-        migrate(database_url, "thin_audit")
+        migrate(Secret(database_url), "thin_audit")
     assert str(info.value) == (
         "PAYMENT_PROBE_AUDIT_TABLE: table thin_audit lacks columns actor, action, run_id, result, "
         "severity, reason, latency_ms, environment, metadata")
@@ -264,7 +265,7 @@ def test_db_outage_drill_loses_nothing(tmp_path: Path) -> None:
                 assert by_leg["upgrade_webhook_e2e"] == ("degraded", "mint_failed")
                 assert by_leg["billing_state"] == ("pass", "ok")
             spooled = (tmp_path / "spool" / "audit-audit_log.jsonl").read_text().splitlines()
-            assert len(spooled) == 10
+            assert len(spooled) == 2 * len(LEGS)
             assert w.registry.get_sample_value("instant_payment_probe_sink_errors_total", {"sink": "audit"}) == 2
             pg.start()
             produced += w.run().outcomes
@@ -283,7 +284,7 @@ def test_outage_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     logger = logging.getLogger("payment_probe")
     logger.propagate = True
     errors: list[str] = []
-    sink = AuditSink("postgresql://postgres@127.0.0.1:1/x", "audit_log", tmp_path / "s.jsonl",
+    sink = AuditSink(Secret("postgresql://postgres@127.0.0.1:1/x"), "audit_log", tmp_path / "s.jsonl",
                      on_error=errors.append)
     with caplog.at_level(logging.WARNING, logger="payment_probe.audit"):
         for _ in range(3):
@@ -294,7 +295,7 @@ def test_outage_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture)
 
 
 def test_spool_is_bounded_oldest_dropped(tmp_path: Path) -> None:
-    sink = AuditSink("postgresql://postgres@127.0.0.1:1/x", "audit_log", tmp_path / "s.jsonl",
+    sink = AuditSink(Secret("postgresql://postgres@127.0.0.1:1/x"), "audit_log", tmp_path / "s.jsonl",
                      max_spool_rows=4)
     outcomes = [_outcome(reason=f"r{i}") for i in range(6)]
     for outcome in outcomes:
@@ -308,7 +309,7 @@ def test_unwritable_spool_is_counted_and_probing_goes_on(probe: Probe, tmp_path:
     blocker.write_text("a file where the spool directory should be")
     registry = CollectorRegistry()
     metrics = ProbeMetrics(registry)
-    audit = AuditSink("postgresql://postgres@127.0.0.1:1/x", "audit_log", blocker / "spool.jsonl",
+    audit = AuditSink(Secret("postgresql://postgres@127.0.0.1:1/x"), "audit_log", blocker / "spool.jsonl",
                       on_error=lambda name: metrics.sink_errors.labels(sink=name).inc())
     report = LegRunner(probe.config(), SignalsPlugin([audit]), quiet=True).run("r-spool")
     assert {o.result for o in report.outcomes} == {"pass"}
@@ -358,7 +359,7 @@ def test_redaction_scans_every_byte(probe: Probe, collector: EventCollector, pg_
         "".join(post["raw"].hex() + json.dumps(post["events"]) for post in collector.posts),
         json.dumps([list(map(str, r)) for r in query(database_url, "SELECT * FROM audit_log")]),
     ]
-    assert len(query(database_url, "SELECT * FROM audit_log")) == 15
+    assert len(query(database_url, "SELECT * FROM audit_log")) == 3 * len(LEGS)
     for blob in produced:
         assert "LEAKCANARY" not in blob
         assert b"LEAKCANARY".hex() not in blob
@@ -376,13 +377,17 @@ def test_billing_state():
 def test_invoices_reachable():
     raise RuntimeError("X-Razorpay-Signature: " + "ab12" * 16)
 """)
-    out = pytester.path / "o.json"
+    out, log = pytester.path / "o.json", pytester.path / "o.jsonl"
     result = pytester.runpytest_subprocess("-p", "synthetics.plugin", "-p", "runner.signals.plugin",
-                                           f"--probe-json={out}")
-    lines = [line for line in result.errlines if "payment_probe.outcome" in line]
+                                           f"--probe-json={out}", f"--probe-log={log}", "--tb=long", "-l", "-rA")
+    lines = log.read_text().splitlines()
     assert len(lines) == 2
     assert all("LEAKCANARY" not in line and "ab12ab12" not in line for line in lines)
     assert "[REDACTED]" in lines[0]
+    # pytest's own failure text (the traceback with locals, the summary) is scrubbed too.
+    terminal = "\n".join(result.outlines + result.errlines)
+    assert "auth header was Bearer [REDACTED]" in terminal
+    assert "LEAKCANARY" not in terminal and "ab12ab12" not in terminal
 
 
 def test_laptop_run_pushes_to_a_pushgateway_grouped_by_environment(
@@ -398,7 +403,7 @@ def test_laptop_run_pushes_to_a_pushgateway_grouped_by_environment(
 import pytest
 from synthetics.failures import LegFailed
 def test_billing_state(leg_record):
-    leg_record.add_latency(0.05)
+    leg_record.add_phases({"processing": 0.05}, True)
 def test_checkout_reachable():
     raise LegFailed("http_status:503")
 """)

@@ -1,9 +1,16 @@
-"""Audit rows in Postgres, one per outcome, spooled to disk while the database is away.
+"""Audit rows in Postgres, one per outcome; spooled to disk only while the database is away.
 
 Rows carry the outcome's id as primary key and are inserted with ``ON CONFLICT DO NOTHING``:
-a replay after an ambiguous commit can never duplicate a row. Spooled rows go in first, in
-the order they were produced. An outage is logged once when it starts and once when it
-ends, and counted every time a write fails.
+a replay after an ambiguous commit can never duplicate a row. Three ways a write ends:
+
+- it lands (spooled rows first, in the order they were produced);
+- the database is unreachable (no SQLSTATE: refused, reset, a frozen peer cut by the guard):
+  the rows wait in the spool and land exactly once when it returns;
+- the database rejects a row for good (privilege, a column of the wrong type): rows are then
+  tried one by one, each rejected row goes to a dead-letter file beside the spool (logged at
+  ERROR, counted) and never blocks the rows after it.
+
+The table name is always quoted as an identifier (``schema.table`` too), never pasted into SQL.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any
 
 from runner.signals.outcome import Outcome
 from runner.signals.spool import Spool
-from synthetics import __version__
+from synthetics import __version__, db
+from synthetics.secret import Secret
 
 log = logging.getLogger("payment_probe.audit")
 
@@ -26,15 +34,31 @@ REQUIRED_COLUMNS = (
     "id", "created_at", "actor", "action", "run_id", "leg", "result", "severity", "reason",
     "latency_ms", "environment", "metadata",
 )
-CONNECT_TIMEOUT_SECONDS = 5
+# The types each column may have in an existing table; anything else rejects every insert.
+TEXT = frozenset({"text", "character varying", "character"})
+COLUMN_TYPES: dict[str, frozenset[str]] = {
+    "id": frozenset({"uuid"}) | TEXT,
+    "created_at": frozenset({"timestamp with time zone", "timestamp without time zone"}),
+    "latency_ms": frozenset({"double precision", "real", "numeric"}),
+    "metadata": frozenset({"jsonb", "json"}),
+    **{name: TEXT for name in ("actor", "action", "run_id", "leg", "result", "severity", "reason", "environment")},
+}
 
 
 class AuditSchemaError(RuntimeError):
-    """The audit table exists but lacks columns the probe writes."""
+    """The audit table (or the role's rights on it) cannot take the probe's rows: exit 2 at start."""
 
 
-def create_table_sql(table: str) -> str:
-    return f"""
+def table_identifier(table: str) -> Any:
+    from psycopg import sql
+
+    return sql.Identifier(*table.split("."))
+
+
+def create_table_sql(table: str) -> Any:
+    from psycopg import sql
+
+    return sql.SQL("""
 CREATE TABLE IF NOT EXISTS {table} (
   id          uuid PRIMARY KEY,
   created_at  timestamptz NOT NULL DEFAULT now(),
@@ -48,37 +72,59 @@ CREATE TABLE IF NOT EXISTS {table} (
   latency_ms  double precision,
   environment text,
   metadata    jsonb NOT NULL DEFAULT '{{}}'::jsonb
-)"""
+)""").format(table=table_identifier(table))
 
 
-def _connect(database_url: str) -> Any:
-    import psycopg  # optional dependency, imported where it is needed
+def index_sql(table: str) -> Any:
+    """History by leg and time: what the status page and any dashboard query reads."""
+    from psycopg import sql
 
-    return psycopg.connect(
-        database_url, autocommit=False, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        options="-c statement_timeout=10000", application_name="payment-probe-audit",
+    name = table.split(".")[-1][:40] + "_leg_created_at_idx"
+    return sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, created_at)").format(
+        name=sql.Identifier(name), table=table_identifier(table)
     )
 
 
-def migrate(database_url: str, table: str) -> None:
-    """Create the audit table if missing; refuse an existing one that lacks needed columns."""
-    with _connect(database_url) as conn:
-        # Create only when missing: a least-privilege role may insert but not CREATE.
-        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
-            conn.execute(create_table_sql(table))
+def regclass(conn: Any, table: str) -> Any:
+    """The table's oid, or None; the name is quoted exactly as the inserts quote it."""
+    return conn.execute("SELECT to_regclass(%s)", (table_identifier(table).as_string(conn),)).fetchone()[0]
+
+
+def migrate(database_url: Secret, table: str) -> None:
+    """Create the audit table if missing; refuse an existing one the probe cannot write.
+
+    Raises ``AuditSchemaError`` naming the column, type or privilege; a connection error
+    propagates (the caller treats it as an outage).
+    """
+    variable = "PAYMENT_PROBE_AUDIT_TABLE"
+    with db.session(database_url) as conn:
+        try:
+            if regclass(conn, table) is None:
+                # Create only when missing: a least-privilege role may insert but not CREATE.
+                conn.execute(create_table_sql(table))
+                conn.execute(index_sql(table))
+        except Exception as exc:
+            if db.is_permanent(exc):
+                raise AuditSchemaError(f"{variable}: cannot create table {table} ({db.describe(exc)})") from None
+            raise
         schema, _, name = table.rpartition(".")
         rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s "
             "AND table_schema = coalesce(nullif(%s, ''), current_schema())",
             (name, schema),
         ).fetchall()
-        conn.commit()
-    present = {r[0] for r in rows}
+        can_insert = conn.execute(
+            "SELECT has_table_privilege(%s::regclass, 'INSERT')", (table_identifier(table).as_string(conn),)
+        ).fetchone()[0]
+    present = {r[0]: r[1] for r in rows}
     missing = [c for c in REQUIRED_COLUMNS if c not in present]
     if missing:
-        raise AuditSchemaError(
-            f"PAYMENT_PROBE_AUDIT_TABLE: table {table} lacks columns {', '.join(missing)}"
-        )
+        raise AuditSchemaError(f"{variable}: table {table} lacks columns {', '.join(missing)}")
+    wrong = [f"{c} is {present[c]}" for c in REQUIRED_COLUMNS if present[c] not in COLUMN_TYPES[c]]
+    if wrong:
+        raise AuditSchemaError(f"{variable}: table {table} has columns of the wrong type: {'; '.join(wrong)}")
+    if not can_insert:
+        raise AuditSchemaError(f"{variable}: the database role lacks INSERT on table {table}")
 
 
 def row_of(outcome: Outcome) -> dict[str, Any]:
@@ -100,72 +146,168 @@ def row_of(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def insert_sql(table: str) -> Any:
+    from psycopg import sql
+
+    return sql.SQL(
+        "INSERT INTO {table} (id, created_at, actor, action, run_id, leg, result, severity, reason, "
+        "latency_ms, environment, metadata) VALUES (%(id)s, %(created_at)s, %(actor)s, %(action)s, "
+        "%(run_id)s, %(leg)s, %(result)s, %(severity)s, %(reason)s, %(latency_ms)s, %(environment)s, "
+        "%(metadata)s) ON CONFLICT (id) DO NOTHING"
+    ).format(table=table_identifier(table))
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "metadata": json.dumps(row["metadata"])}
+
+
 class AuditSink:
     name = "audit"
 
     def __init__(
-        self, database_url: str, table: str, spool_path: Path,
-        *, on_error: Callable[[str], None] | None = None, max_spool_rows: int | None = None,
+        self, database_url: Secret, table: str, spool_path: Path,
+        *, on_error: Callable[[str], None] | None = None, on_dropped: Callable[[int], None] | None = None,
+        max_spool_rows: int | None = None,
     ) -> None:
         self._database_url = database_url
         self.table = table
         self.spool = Spool(spool_path, max_spool_rows) if max_spool_rows else Spool(spool_path)
+        self.dead_letter = Spool(spool_path.with_name(spool_path.stem + ".dead-letter.jsonl"))
         self._on_error = on_error or (lambda _sink: None)
+        self._on_dropped = on_dropped or (lambda _n: None)
         self.in_outage = False
+        self._migrated_after_undefined = False
 
     def record(self, outcome: Outcome) -> None:
         pass
 
     def flush(self, outcomes: Sequence[Outcome]) -> None:
-        """Write spooled rows then these; on any database error keep them all on disk."""
+        """Write spooled rows then these; the spool is touched only when there is one or a write fails."""
         new_rows = [row_of(o) for o in outcomes]
-        try:
-            with self.spool.locked():
-                pending = self.spool.read() + new_rows
-                if not pending:
-                    return
-                try:
-                    self._insert(pending)
-                except Exception as exc:
-                    self._note_outage(exc, len(pending))
-                    self.spool.write(pending)
-                    return
-                self.spool.write([])
-                log.info("wrote %d audit rows: %s", len(pending), ",".join(str(r["id"]) for r in pending))
-        except OSError as exc:
-            self._on_error("audit")
-            log.error("audit spool %s unusable (%s): %d rows could not be kept",
-                      self.spool.path, type(exc).__name__, len(new_rows))
+        spooled = self._read_spool()
+        pending = spooled + new_rows
+        if not pending:
             return
+        unwritten = self._write(pending)
+        if unwritten:
+            self._keep(unwritten, had_spool=bool(spooled))
+            return
+        if spooled:
+            self._clear_spool()
         if self.in_outage:
             self.in_outage = False
             log.warning("audit database reachable again; %d rows written", len(pending))
+        log.info("wrote %d audit rows: %s", len(pending), ",".join(str(r["id"]) for r in pending))
 
-    def _note_outage(self, exc: Exception, pending: int) -> None:
+    # ---- the database ----------------------------------------------------------------------
+    def _write(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert ``rows``; return those that must wait for the database (empty: all handled)."""
+        import psycopg
+
+        try:
+            with db.session(self._database_url, autocommit=False, application_name="payment-probe-audit") as conn:
+                with conn.cursor() as cur:
+                    cur.executemany(insert_sql(self.table), [_params(r) for r in rows])
+                conn.commit()
+            return []
+        except psycopg.errors.UndefinedTable as exc:
+            if self._migrated_after_undefined:
+                return self._write_one_by_one(rows, exc)
+            self._migrated_after_undefined = True
+            try:
+                migrate(self._database_url, self.table)  # a laptop run against a fresh database
+            except Exception as migrate_exc:
+                return self._outage(rows, migrate_exc) if not self._is_permanent(migrate_exc) else \
+                    self._write_one_by_one(rows, migrate_exc)
+            return self._write(rows)
+        except Exception as exc:
+            if self._is_permanent(exc):
+                return self._write_one_by_one(rows, exc)
+            return self._outage(rows, exc)
+
+    @staticmethod
+    def _is_permanent(exc: BaseException) -> bool:
+        return isinstance(exc, AuditSchemaError) or db.is_permanent(exc)
+
+    def _write_one_by_one(self, rows: list[dict[str, Any]], cause: BaseException) -> list[dict[str, Any]]:
+        """A batch the database rejected for good: land what it takes, dead-letter the rest."""
+        self._on_error("audit")
+        log.error("audit table %s rejects rows (%s): trying them one by one", self.table, db.describe(cause))
+        rejected: list[dict[str, Any]] = []
+        try:
+            with db.session(self._database_url, application_name="payment-probe-audit") as conn:
+                for index, row in enumerate(rows):
+                    try:
+                        with conn.transaction():
+                            conn.execute(insert_sql(self.table), _params(row))
+                    except Exception as exc:
+                        if not db.is_permanent(exc):
+                            self._dead_letter(rejected, cause)
+                            return self._outage(rows[index:], exc)
+                        rejected.append({**row, "rejected_because": db.describe(exc)})
+        except Exception as exc:
+            self._dead_letter(rejected, cause)
+            done = len(rejected)
+            return self._outage(rows[done:], exc) if not db.is_permanent(exc) else self._dead_all(rows[done:], exc)
+        self._dead_letter(rejected, cause)
+        return []
+
+    def _dead_all(self, rows: list[dict[str, Any]], exc: BaseException) -> list[dict[str, Any]]:
+        self._dead_letter([{**r, "rejected_because": db.describe(exc)} for r in rows], exc)
+        return []
+
+    def _dead_letter(self, rows: list[dict[str, Any]], cause: BaseException) -> None:
+        if not rows:
+            return
+        try:
+            with self.dead_letter.locked():
+                self.dead_letter.write(self.dead_letter.read() + rows)
+        except OSError as exc:
+            log.error("audit dead-letter file %s unusable (%s): %d rejected rows lost",
+                      self.dead_letter.path, type(exc).__name__, len(rows))
+            self._on_dropped(len(rows))
+            return
+        log.error("audit table %s rejected %d row(s) for good (%s); kept in %s: %s", self.table, len(rows),
+                  db.describe(cause), self.dead_letter.path, ",".join(str(r["id"]) for r in rows))
+
+    def _outage(self, rows: list[dict[str, Any]], exc: BaseException) -> list[dict[str, Any]]:
         self._on_error("audit")
         if not self.in_outage:
             self.in_outage = True
             log.error("audit database unreachable (%s); spooling rows to %s (%d pending)",
-                      type(exc).__name__, self.spool.path, pending)
+                      type(exc).__name__, self.spool.path, len(rows))
+        return rows
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        import psycopg
-
+    # ---- the spool -------------------------------------------------------------------------
+    def _read_spool(self) -> list[dict[str, Any]]:
+        if not self.spool.path.exists():
+            return []
         try:
-            self._insert_once(rows)
-        except psycopg.errors.UndefinedTable:
-            migrate(self._database_url, self.table)  # a laptop run against a fresh database
-            self._insert_once(rows)
+            with self.spool.locked():
+                return self.spool.read()
+        except OSError as exc:
+            log.error("audit spool %s unreadable (%s); writing new rows straight to the database",
+                      self.spool.path, type(exc).__name__)
+            return []
 
-    def _insert_once(self, rows: list[dict[str, Any]]) -> None:
-        with _connect(self._database_url) as conn:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    f"INSERT INTO {self.table} (id, created_at, actor, action, run_id, leg, result, "
-                    "severity, reason, latency_ms, environment, metadata) VALUES (%(id)s, "
-                    "%(created_at)s, %(actor)s, %(action)s, %(run_id)s, %(leg)s, %(result)s, "
-                    "%(severity)s, %(reason)s, %(latency_ms)s, %(environment)s, %(metadata)s::jsonb) "
-                    "ON CONFLICT (id) DO NOTHING",
-                    [{**r, "metadata": json.dumps(r["metadata"])} for r in rows],
-                )
-            conn.commit()
+    def _clear_spool(self) -> None:
+        try:
+            with self.spool.locked():
+                self.spool.write([])
+        except OSError as exc:
+            log.error("audit spool %s could not be cleared (%s); its rows are already written "
+                      "and will be skipped on replay", self.spool.path, type(exc).__name__)
+
+    def _keep(self, rows: list[dict[str, Any]], *, had_spool: bool) -> None:
+        try:
+            with self.spool.locked():
+                dropped = self.spool.write(rows)
+        except OSError as exc:  # the failed write that brought us here is already counted
+            self._on_dropped(len(rows))
+            log.error("audit spool %s unusable (%s): %d rows could not be kept",
+                      self.spool.path, type(exc).__name__, len(rows))
+            return
+        if dropped:
+            self._on_dropped(dropped)
+            log.error("audit spool %s is full (%d rows): dropped the %d oldest", self.spool.path,
+                      self.spool.max_rows, dropped)

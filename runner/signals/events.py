@@ -1,7 +1,9 @@
 """``InstantPaymentProbe`` custom events to the New Relic Event API: one gzip POST per run.
 
-Bounded by a total budget (a few seconds) with one retry on 408/429/5xx or a failed
-connection (not on a read timeout, which may mean the batch was taken); a failure raises
+Bounded by one total budget (5 s: connect, send, status line, headers and body of every
+attempt together, on a monotonic clock) with one retry on 408/429/5xx or a failed connection
+(not on a timeout once the request was sent, which may mean the batch was taken). Redirects
+are never followed: the key is sent to the configured host only. A failure raises
 ``SinkError`` for the plugin to count and log, never fails a leg.
 """
 
@@ -9,14 +11,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from runner.signals.outcome import Outcome
-from synthetics import __version__
+from synthetics import __version__, wire
+from synthetics.secret import Secret
 
 US_ENDPOINT = "https://insights-collector.newrelic.com/v1/accounts/{account}/events"
 EU_ENDPOINT = "https://insights-collector.eu01.nr-data.net/v1/accounts/{account}/events"
@@ -79,15 +81,15 @@ class EventSink:
     name = "events"
 
     def __init__(
-        self, url: str, insert_key: str | None, *, budget_seconds: float = 5.0,
+        self, url: str, insert_key: Secret | None, *, budget_seconds: float = 5.0,
         attempt_timeout_seconds: float = 3.0,
     ) -> None:
         self.url = url
         self._key = insert_key
         self.budget_seconds = budget_seconds
         self.attempt_timeout_seconds = attempt_timeout_seconds
-        self.session = requests.Session()
-        self.session.trust_env = False
+        # New Relic keeps the system trust store: the billing API's private CA is not for it.
+        self._context = ssl.create_default_context() if url.startswith("https://") else None
 
     def record(self, outcome: Outcome) -> None:
         pass
@@ -100,30 +102,32 @@ class EventSink:
             self._post(body, deadline)
 
     def _post(self, body: bytes, deadline: float) -> None:
-        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                   "User-Agent": f"payment-probe/{__version__}"}
         if self._key:
-            headers["Api-Key"] = self._key
+            headers["Api-Key"] = self._key.reveal()
         problem = ""
         for attempt in range(2):
             remaining = deadline - time.monotonic()
             if remaining <= 0.05:
                 break
-            timeout = min(self.attempt_timeout_seconds, remaining)
             try:
-                resp = self.session.post(self.url, data=body, headers=headers, timeout=timeout)
-            except requests.exceptions.ReadTimeout:
-                # The API may have taken the batch: a retry could double every event.
-                problem = "ReadTimeout"
-                break
-            except requests.RequestException as exc:
-                problem = type(exc).__name__
+                resp = wire.exchange("POST", self.url, headers=headers, body=body,
+                                     timeout=min(self.attempt_timeout_seconds, remaining),
+                                     context=self._context, max_body=64 * 1024)
+            except wire.WireError as exc:
+                problem = exc.kind
+                if exc.kind == "timeout" and exc.phases.get("processing", 0.0) > 0:
+                    break  # sent, unanswered: the API may have taken the batch, a retry could double it
             else:
-                resp.close()
-                if 200 <= resp.status_code < 300:
+                if 200 <= resp.status < 300:
                     return
-                problem = f"HTTP {resp.status_code}"
-                if resp.status_code not in RETRY_STATUSES:
+                problem = f"HTTP {resp.status}"
+                if 300 <= resp.status < 400:
+                    problem += " (redirects are not followed)"
+                if resp.status not in RETRY_STATUSES:
                     break
             if attempt == 0:
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        headers.clear()
         raise SinkError(f"event API delivery failed: {problem or 'time budget exhausted'}")

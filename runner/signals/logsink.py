@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 from runner.signals.outcome import Outcome
+
+OUTCOME_LOG = logging.getLogger("payment_probe.outcome")
 
 
 def level_of(outcome: Outcome) -> str:
@@ -37,14 +40,23 @@ def outcome_line(outcome: Outcome) -> str:
 
 
 class LogSink:
+    """The runner writes raw lines to stderr (or a stream); under plain pytest (``via_logging``)
+    they go through Python logging, so pytest's capture owns them: shown with failures or live
+    with ``--log-cli-level``, never interleaved with the progress line."""
+
     name = "log"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, via_logging: bool = False) -> None:
         self._stream = stream  # None: whatever sys.stderr is at write time
+        self._via_logging = via_logging
 
     def record(self, outcome: Outcome) -> None:
+        line = outcome_line(outcome)
+        if self._via_logging and self._stream is None:
+            OUTCOME_LOG.log(logging.getLevelName(level_of(outcome)), line)
+            return
         stream = self._stream or sys.stderr
-        stream.write(outcome_line(outcome) + "\n")
+        stream.write(line + "\n")
         stream.flush()
 
     def flush(self, outcomes: Sequence[Outcome]) -> None:

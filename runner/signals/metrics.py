@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 
 from runner.signals.outcome import Outcome
 from synthetics.registry import LEGS, RESULTS
+from synthetics.wire import PHASES
 
 # The *_created series would double the exposition; no alert or dashboard reads them.
 disable_created_metrics()
@@ -71,6 +72,25 @@ class ProbeMetrics:
             "Leftover cohort teams of killed runs removed by the sweep.",
             registry=registry,
         )
+        self.phase = Gauge(
+            "instant_payment_probe_phase_seconds",
+            "The latest run's network time of the leg by phase (resolve, connect, tls, processing, transfer).",
+            ["leg", "phase"], registry=registry,
+        )
+        self.cert_expiry = Gauge(
+            "instant_payment_probe_tls_cert_expiry_timestamp_seconds",
+            "The billing API's leaf certificate notAfter, unix seconds (latest tls_certificate run).",
+            registry=registry,
+        )
+        self.maintenance = Gauge(
+            "instant_payment_probe_maintenance", "1 while a maintenance window is open, else 0.",
+            registry=registry,
+        )
+        self.audit_rows_dropped = Counter(
+            "instant_payment_probe_audit_rows_dropped",
+            "Audit rows dropped at the spool's bound while the database was unreachable.",
+            registry=registry,
+        )
         for sink in SINK_NAMES:
             self.sink_errors.labels(sink=sink)
 
@@ -92,6 +112,12 @@ class MetricsSink:
         self.metrics.outcomes.labels(leg=outcome.leg, result=outcome.result).inc()
         if outcome.latency_seconds is not None:
             self.metrics.latency.labels(leg=outcome.leg).observe(outcome.latency_seconds)
+        for phase, seconds in outcome.phases.items():
+            if phase in PHASES:
+                self.metrics.phase.labels(leg=outcome.leg, phase=phase).set(seconds)
+        not_after = outcome.metadata.get("cert_not_after")
+        if isinstance(not_after, int | float) and not isinstance(not_after, bool):
+            self.metrics.cert_expiry.set(not_after)
 
     def flush(self, outcomes: Sequence[Outcome]) -> None:
         pass

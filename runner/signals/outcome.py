@@ -10,9 +10,11 @@ import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+
+from synthetics.leg_report import DETAIL_LIMIT, DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 
 Result = Literal["pass", "degraded", "fail"]
 Severity = Literal["info", "warning", "error", "critical"]
@@ -22,11 +24,8 @@ Scalar = str | int | float | bool
 REASON_KEY = "probe.reason"
 SEVERITY_KEY = "probe.severity"
 DETAIL_KEY = "probe.detail"
-LATENCY_KEY = "latency_seconds"
-DETAIL_PREFIX = "detail."
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$")
-DETAIL_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -43,6 +42,7 @@ class Outcome:
     environment: str | None = None  # PAYMENT_PROBE_ENVIRONMENT (prod, staging, ...)
     detail: str = ""  # one human-readable line, redacted
     metadata: Mapping[str, Scalar] = field(default_factory=dict)  # leg-recorded detail
+    phases: Mapping[str, float] = field(default_factory=dict)  # network time by phase (SPEC 2)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))  # audit row key (dedup on replay)
 
     @property
@@ -60,11 +60,6 @@ class Outcome:
             "reason": self.reason,
             "latency_seconds": self.latency_seconds,
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["metadata"] = dict(self.metadata)
-        return data
 
 
 class PhaseReport(Protocol):
@@ -123,6 +118,11 @@ def assemble(
         for key, value in props.items()
         if key.startswith(DETAIL_PREFIX) and isinstance(value, str | int | float | bool)
     }
+    phases = {
+        key.removeprefix(PHASE_PREFIX): float(value)
+        for key, value in props.items()
+        if key.startswith(PHASE_PREFIX) and isinstance(value, int | float)
+    }
     failed = [r for r in reports if r.failed]
     skipped = [r for r in reports if r.skipped]
     result: Result
@@ -138,7 +138,11 @@ def assemble(
             metadata["also"] = f"{failed[1].when}:{later}"
     elif skipped:
         result, severity = "degraded", "warning"
-        reason, detail = reason_from_skip(skip_message(skipped[0]))
+        stamped = dict(skipped[0].user_properties)
+        if REASON_KEY in stamped:
+            reason, detail = str(stamped[REASON_KEY]), str(stamped.get(DETAIL_KEY, ""))
+        else:
+            reason, detail = reason_from_skip(skip_message(skipped[0]))
         metadata["phase"] = skipped[0].when
     elif latency is not None and latency > slow_threshold:
         result, severity, reason = "degraded", "warning", "slow"
@@ -156,20 +160,5 @@ def assemble(
         environment=environment,
         detail=detail[:DETAIL_LIMIT],
         metadata=metadata,
+        phases=phases,
     )
-
-
-def failure_details(exc: BaseException) -> tuple[str, str, str]:
-    """(reason, severity, detail) for the exception that failed a phase."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        severity = getattr(exc, "severity", "error")
-        return reason, "critical" if severity == "critical" else "error", str(getattr(exc, "detail", ""))
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if type(exc).__name__ == "Failed" and message.startswith("Timeout"):
-        return "timeout", "error", message  # pytest-timeout's signal method
-    if type(exc).__name__ == "Failed":
-        return "failed", "error", message
-    if isinstance(exc, AssertionError):
-        return "assertion_failed", "error", message
-    return f"probe_error:{type(exc).__name__}", "error", message

@@ -26,11 +26,14 @@ from runner.signals.outcome import (
     SEVERITY_KEY,
     Outcome,
     assemble,
-    failure_details,
+    reason_from_skip,
 )
 from runner.signals.redact import Redactor
 from runner.signals.sink import OutcomeSink
+from runner.signals.table import outcome_table
 from synthetics.config import ProbeConfig
+from synthetics.failures import LegFailed, one_line
+from synthetics.leg_report import DETAIL_LIMIT
 from synthetics.plugin import CONFIG_KEY, RUN_ID_KEY
 from synthetics.registry import Leg, leg_for_test, slow_threshold
 
@@ -38,6 +41,10 @@ log = logging.getLogger("payment_probe.signals")
 
 HELP_JSON = "write this session's outcomes as a JSON array to PATH"
 HELP_PUSHGATEWAY = "push this session's metrics to a Prometheus Pushgateway at URL"
+HELP_LOG = "append the outcomes' JSON log lines to PATH (default: through pytest's logging)"
+HELP_FAIL_ON = "what fails the session: fail (default) or degraded (a degraded leg fails it too)"
+
+REDACTOR_KEY = pytest.StashKey[Redactor]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,23 +54,79 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--probe-pushgateway", dest="probe_pushgateway", default=None, metavar="URL",
         help=HELP_PUSHGATEWAY,
     )
+    group.addoption("--probe-log", dest="probe_log", default=None, metavar="PATH", help=HELP_LOG)
+    group.addoption("--probe-fail-on", dest="probe_fail_on", default="fail", choices=("fail", "degraded"),
+                    help=HELP_FAIL_ON)
+
+
+def failure_details(exc: BaseException) -> tuple[str, str, str]:
+    """(reason, severity, detail) for the exception that failed a phase."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        severity = getattr(exc, "severity", "error")
+        return reason, "critical" if severity == "critical" else "error", str(getattr(exc, "detail", ""))
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, pytest.fail.Exception):
+        # pytest-timeout's signal method ends a leg with pytest.fail("Timeout ...").
+        return ("timeout" if message.startswith("Timeout") else "failed"), "error", message
+    if isinstance(exc, AssertionError):
+        return "assertion_failed", "error", message
+    return f"probe_error:{type(exc).__name__}", "error", message
+
+
+def redactor_of(config: pytest.Config) -> Redactor:
+    """One per session (every process): the secret values of this session's configuration."""
+    if REDACTOR_KEY not in config.stash:
+        probe_config = config.stash.get(CONFIG_KEY, None)
+        config.stash[REDACTOR_KEY] = Redactor(probe_config.secrets() if probe_config else ())
+    return config.stash[REDACTOR_KEY]
+
+
+def scrub_report(report: pytest.TestReport, redactor: Redactor) -> None:
+    """Second line of defence: no secret value or secret-shaped string survives in what pytest
+    prints or writes (failure text at any ``--tb``/``-l``, captured output, JUnit, xdist)."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        report.longrepr = (longrepr[0], longrepr[1], redactor.text(str(longrepr[2])))
+    elif longrepr is not None:
+        text = str(longrepr)
+        clean = redactor.text(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, redactor.text(content)) for title, content in report.sections]
+    report.user_properties = [(k, redactor.value(v)) for k, v in report.user_properties]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """Stamp the reason on the report where the exception is still at hand (worker or not)."""
+    """Stamp the reason on the report where the exception is still at hand (worker or not).
+
+    A leg that ends with a known reason is reported in one line, ``leg result (severity):
+    reason — detail``: ``LegFailed`` and ``degrade`` carry it; a real bug keeps its traceback.
+    """
+    leg = _leg_of(item.nodeid)
+    exc = call.excinfo.value if call.excinfo is not None else None
+    stamp: tuple[str, str, str] | None = None
+    if exc is not None and isinstance(exc, pytest.skip.Exception):
+        reason, detail = reason_from_skip(str(exc.msg or ""))
+        stamp = (reason, "warning", detail)
+        if leg is not None:
+            exc.msg = one_line(leg.name, "degraded", "warning", reason, detail)
+    elif exc is not None:
+        stamp = failure_details(exc)
+        if leg is not None and isinstance(exc, LegFailed):
+            reason, severity, detail = stamp
+            exc.msg = one_line(leg.name, "fail", severity, reason, detail)
     outcome = yield
     report = outcome.get_result()
-    if call.excinfo is None or not report.failed:
-        return
-    reason, severity, detail = failure_details(call.excinfo.value)
-    # A new list: the report shares item.user_properties, and later phases must not inherit.
-    report.user_properties = [
-        *report.user_properties,
-        (REASON_KEY, reason),
-        (SEVERITY_KEY, severity),
-        (DETAIL_KEY, detail[:500]),
-    ]
+    if stamp is not None and (report.failed or report.skipped):
+        # A new list: the report shares item.user_properties, and later phases must not inherit.
+        reason, severity, detail = stamp
+        report.user_properties = [
+            *report.user_properties, (REASON_KEY, reason), (SEVERITY_KEY, severity),
+            (DETAIL_KEY, detail[:DETAIL_LIMIT]),
+        ]
+    scrub_report(report, redactor_of(item.config))
 
 
 @pytest.hookimpl(trylast=True)
@@ -94,6 +157,8 @@ class SignalsPlugin:
         json_path: str | None = None,
         after_flush: Callable[[list[Outcome]], None] | None = None,
         expected_legs: Iterable[str] = (),
+        summary: bool = False,
+        fail_on_degraded: bool = False,
     ) -> None:
         self.sinks = list(sinks)
         # Legs that must end with an outcome even when pytest never ran them (the runner runs
@@ -103,6 +168,8 @@ class SignalsPlugin:
         self._on_sink_error = on_sink_error
         self.json_path = json_path
         self.after_flush = after_flush
+        self.summary = summary  # print the outcome table in pytest's terminal summary (laptop, CI)
+        self.fail_on_degraded = fail_on_degraded  # --probe-fail-on=degraded: a CI gate's choice
         self.outcomes: list[Outcome] = []
         self._reports: dict[str, list[Any]] = {}
         self._config: ProbeConfig | None = None
@@ -124,14 +191,21 @@ class SignalsPlugin:
         self._redactor = Redactor(self._config.secrets() if self._config else ())
         self._capman = config.pluginmanager.getplugin("capturemanager")
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Decide at teardown, before junitxml reads the report: its properties carry the outcome."""
         if not self._active:
             return
         if _leg_of(report.nodeid) is None:
             return
         self._reports.setdefault(report.nodeid, []).append(report)
         if report.when == "teardown":
-            self._decide(report.nodeid)
+            outcome = self._decide(report.nodeid)
+            if outcome is not None:
+                report.user_properties = [
+                    *report.user_properties, ("probe.result", outcome.result),
+                    ("probe.severity", outcome.severity), ("probe.reason", outcome.reason),
+                ]
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if self._active and report.failed:
@@ -146,6 +220,18 @@ class SignalsPlugin:
             self._decide(nodeid)
         self._account_for_missing_legs()
         self._flush()
+        if self.fail_on_degraded and session.exitstatus == pytest.ExitCode.OK and any(
+            o.result == "degraded" for o in self.outcomes
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The outcome table after pytest's own summary, once (on the xdist controller)."""
+        if not (self._active and self.summary and self.outcomes):
+            return
+        terminalreporter.write_sep("=", "payment-probe outcomes")
+        for line in outcome_table(self.outcomes):
+            terminalreporter.write_line(line)
 
     def _account_for_missing_legs(self) -> None:
         decided = {o.leg for o in self.outcomes}
@@ -162,10 +248,10 @@ class SignalsPlugin:
             ))
 
     # ---- outcome assembly ----------------------------------------------------------------
-    def _decide(self, nodeid: str) -> None:
+    def _decide(self, nodeid: str) -> Outcome | None:
         reports = self._reports.pop(nodeid, None)
         if not reports:
-            return
+            return None
         leg = _leg_of(nodeid)
         assert leg is not None  # only leg reports are kept
         config = self._config or ProbeConfig()
@@ -173,24 +259,23 @@ class SignalsPlugin:
             leg.name, reports, slow_threshold=slow_threshold(leg, config),
             run_id=self._run_id, environment=config.environment,
         )
-        self._emit(outcome)
+        return self._emit(outcome)
 
-    def _emit(self, outcome: Outcome) -> None:
+    def _emit(self, outcome: Outcome) -> Outcome:
         outcome = self._redactor.outcome(outcome)
         self.outcomes.append(outcome)
         for sink in self.sinks:
-            self._deliver(sink, "record", outcome)
+            self._guard(sink.name, lambda: sink.record(outcome))  # noqa: B023 - called at once
+        return outcome
 
     def _flush(self) -> None:
+        batch = list(self.outcomes)
         for sink in self.sinks:
-            self._deliver(sink, "flush", list(self.outcomes))
+            self._guard(sink.name, lambda: sink.flush(batch))  # noqa: B023 - called at once
         if self.json_path:
             self._write_json(self.json_path)
         if self.after_flush is not None:
             self._guard("after_flush", lambda: self.after_flush(list(self.outcomes)))  # type: ignore[misc]
-
-    def _deliver(self, sink: OutcomeSink, method: str, arg: Any) -> None:
-        self._guard(sink.name, lambda: getattr(sink, method)(arg))
 
     def _guard(self, name: str, action: Callable[[], None]) -> None:
         """Run one sink step outside pytest's capture; a raise is counted and logged, never spread."""

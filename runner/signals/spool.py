@@ -47,11 +47,14 @@ class Spool:
                 continue  # a torn line cannot happen with rename, but never crash on one
         return rows
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if len(rows) > self.max_rows:
-            self.dropped += len(rows) - self.max_rows
+    def write(self, rows: list[dict[str, Any]]) -> int:
+        """Replace the spool's rows; returns how many of the oldest the bound dropped."""
+        dropped = max(0, len(rows) - self.max_rows)
+        if dropped:
+            self.dropped += dropped
             rows = rows[-self.max_rows:]
         if not rows:
             self.path.unlink(missing_ok=True)
-            return
+            return dropped
         write_atomically(self.path, "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+        return dropped

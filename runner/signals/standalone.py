@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 
 import pytest
@@ -12,9 +13,28 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
+from synthetics import wire
 from synthetics.plugin import CONFIG_KEY
 
 log = logging.getLogger("payment_probe.signals")
+
+
+def bounded_push(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                 data: bytes) -> Callable[[], None]:
+    """prometheus-client's push through ``synthetics.wire``: one 5 s budget for the whole
+    exchange (a trickling gateway cannot hold the run) and no redirect ever followed."""
+
+    def push() -> None:
+        context = ssl.create_default_context() if url.startswith("https://") else None
+        try:
+            resp = wire.exchange(method, url, headers=dict(headers), body=data, timeout=timeout or 5.0,
+                                 context=context, max_body=64 * 1024)
+        except wire.WireError as exc:
+            raise OSError(f"Pushgateway push failed: {exc.kind}") from None
+        if not 200 <= resp.status < 300:
+            raise OSError(f"Pushgateway push failed: HTTP {resp.status}")
+
+    return push
 
 
 def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
@@ -31,12 +51,18 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
             metrics.last_run.set_to_current_time()
             push_to_gateway(
                 gateway, job="payment-probe", registry=metrics.registry,
-                grouping_key={"environment": environment}, timeout=5,
+                grouping_key={"environment": environment}, timeout=5, handler=bounded_push,
             )
 
+    log_path = config.option.probe_log
+    log_stream = open(log_path, "a") if log_path else None  # noqa: SIM115 - lives as long as the session
+    if log_stream is not None:
+        config.add_cleanup(log_stream.close)
     return SignalsPlugin(
-        build_sinks(probe_config, metrics),
+        build_sinks(probe_config, metrics, log_stream=log_stream, log_via_logging=True),
         on_sink_error=count_sink_error(metrics),
         json_path=config.option.probe_json,
         after_flush=after,
+        summary=True,
+        fail_on_degraded=config.option.probe_fail_on == "degraded",
     )

@@ -41,14 +41,16 @@ def count_sink_error(metrics: ProbeMetrics) -> Callable[[str, BaseException], No
 
 
 def build_sinks(
-    config: ProbeConfig, metrics: ProbeMetrics, *, log_stream: TextIO | None = None
+    config: ProbeConfig, metrics: ProbeMetrics, *, log_stream: TextIO | None = None,
+    log_via_logging: bool = False,
 ) -> list[OutcomeSink]:
-    sinks: list[OutcomeSink] = [MetricsSink(metrics), LogSink(log_stream)]
+    sinks: list[OutcomeSink] = [MetricsSink(metrics), LogSink(log_stream, via_logging=log_via_logging)]
     if config.database_url:
         sinks.append(
             AuditSink(
                 config.database_url, config.audit_table, spool_path(config),
                 on_error=lambda name: metrics.sink_errors.labels(sink=name).inc(),
+                on_dropped=metrics.audit_rows_dropped.inc,
             )
         )
     url = events_url(config)
