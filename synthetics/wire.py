@@ -373,13 +373,13 @@ def exchange(
                 status, response_headers = _parse_head(head, phases)
                 if status >= 200 or status == 101:
                     break
-        finally:
-            first = reader.first_byte_at or time.perf_counter()
-            phases["processing"] = first - sent_at
-        try:
             raw = _read_body(reader, status, method, response_headers, max_body)
         finally:
-            phases["transfer"] = time.perf_counter() - first
+            # Where it stopped, even on a timeout: processing up to the first byte, transfer after it.
+            ended = time.perf_counter()
+            first = reader.first_byte_at
+            phases["processing"] = (first or ended) - sent_at
+            phases["transfer"] = ended - first if first is not None else 0.0
         payload = _decode(raw, response_headers.get("content-encoding", ""), max_body, phases)
         cert = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
         return WireResponse(status, response_headers, payload, phases, cert)
