@@ -119,6 +119,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             exc.msg = one_line(leg.name, "fail", severity, reason, detail)
     outcome = yield
     report = outcome.get_result()
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if isinstance(exc, LegFailed) and crash is not None:
+        crash.message = str(exc.msg)  # the FAILED line and JUnit's message: the one line, no class path
     if stamp is not None and (report.failed or report.skipped):
         # A new list: the report shares item.user_properties, and later phases must not inherit.
         reason, severity, detail = stamp
