@@ -34,6 +34,7 @@ class App:
         self, config: ProbeConfig, *, serve_http: bool = True,
         on_run: Callable[[RunReport], None] | None = None, clustered: bool = True,
         log_stream: TextIO | None = None, quiet_pytest: bool = True,
+        first_run_grace_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.registry = CollectorRegistry()
@@ -54,7 +55,8 @@ class App:
             expected_legs=LEGS,
         )
         self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
-                             leadership=leadership, on_run=on_run)
+                             leadership=leadership, on_run=on_run,
+                             first_run_grace_seconds=first_run_grace_seconds)
         if serve_http:
             try:
                 self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port, self.registry,

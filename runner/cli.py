@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Delete cohort teams (is_test_cohort, payment-probe-cohort- prefix) older "
                    "than the leg timeout; never touches any other row.")
 
+    mt = sub.add_parser("maintenance", help="open, end or list maintenance windows (paging alerts stay silent)",
+                        description="Maintenance windows live in Postgres, so every replica sees them: the legs "
+                        "still run and record maintenance: true; page and critical alerts stay silent.")
+    mt_sub = mt.add_subparsers(dest="maintenance_command", required=True, metavar="ACTION")
+    mt_start = mt_sub.add_parser("start", help="open a window now (or later with --starts-in)")
+    mt_start.add_argument("--for", dest="length", required=True, metavar="DURATION",
+                          help="how long, e.g. 30m, 2h, 1h30m (at most 24h)")
+    mt_start.add_argument("--reason", required=True, help="why: shown on the status page and in every outcome")
+    mt_start.add_argument("--starts-in", default="0s", metavar="DURATION", help="open it later (default now)")
+    mt_sub.add_parser("end", help="close every open window now")
+    mt_sub.add_parser("list", help="print open and upcoming windows as JSON lines")
+
     demo = sub.add_parser("demo", help="embedded Postgres + sandbox + the runner, printing each run",
                           description="The README's main job: everything on loopback, until Ctrl-C.")
     demo.add_argument("--fault", action="append", default=[], metavar="NAME")
@@ -100,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_migrate(config)
     if args.command == "sweep":
         return cmd_sweep(config)
+    if args.command == "maintenance":
+        return cmd_maintenance(args, config)
     if args.command == "demo":
         from runner.demo import run_demo
 
@@ -125,6 +139,37 @@ def cmd_migrate(config: ProbeConfig) -> int:
         print(f"payment-probe: migrate failed: database unreachable ({type(exc).__name__})", file=sys.stderr)
         return EXIT_FAILED
     print(f"audit table {config.audit_table} and payment_probe_slots are ready")
+    return EXIT_OK
+
+
+def cmd_maintenance(args: argparse.Namespace, config: ProbeConfig) -> int:
+    if not config.database_url:
+        return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (windows live in the database)")
+    from runner import maintenance
+    from runner.loop import replica_name
+
+    try:
+        if args.maintenance_command == "start":
+            length = maintenance.parse_duration(args.length, "--for")
+            starts_in = maintenance.parse_duration(args.starts_in, "--starts-in") if args.starts_in != "0s" else 0.0
+            reason = maintenance.check_window(length, args.reason)
+            window = maintenance.start(config.database_url, length, reason, replica_name(), starts_in)
+            print(json.dumps(window.as_json()))
+        elif args.maintenance_command == "end":
+            ended = maintenance.end_open(config.database_url)
+            if not ended:
+                return _die("maintenance end: no maintenance window is open")
+            for window in ended:
+                print(json.dumps(window.as_json()))
+        else:
+            for window in maintenance.list_windows(config.database_url):
+                print(json.dumps(window.as_json()))
+    except maintenance.MaintenanceError as exc:
+        return _die(str(exc))
+    except Exception as exc:
+        print(f"payment-probe: maintenance {args.maintenance_command} failed: database unreachable "
+              f"({type(exc).__name__})", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -86,7 +86,9 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
         log_path = workdir / "outcomes.jsonl"
         with open(log_path, "a") as log_stream:
             try:
-                app = App(config, on_run=print_run, log_stream=log_stream, quiet_pytest=True)
+                # No Prometheus scrapes the demo: its first run need not wait for one.
+                app = App(config, on_run=print_run, log_stream=log_stream, quiet_pytest=True,
+                          first_run_grace_seconds=0.0)
             except StartupError as exc:
                 print(f"payment-probe: {exc}", file=sys.stderr)
                 return 2

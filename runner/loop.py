@@ -24,9 +24,16 @@ from runner.legrun import LegRunner, RunReport
 from runner.signals.metrics import ProbeMetrics
 from runner.sweep import sweep_orphans
 from synthetics.config import ProbeConfig
+from synthetics.db import GUARD_SECONDS
 from synthetics.registry import LEGS
 
 log = logging.getLogger("payment_probe.runner")
+
+FIRST_RUN_GRACE_SECONDS = 60.0  # longer than any sensible scrape interval
+MAINTENANCE_CHECK_SECONDS = 15.0
+# Leadership check + claim, maintenance check, sweep, audit flush (+ one-by-one retry): one
+# database guard each; the event API and the Pushgateway: one 5 s budget each.
+SURROUNDING_STEPS_SECONDS = 6 * GUARD_SECONDS + 2 * 5.0
 
 
 def new_run_id() -> str:
@@ -42,21 +49,31 @@ class Runner:
         *,
         leadership: Leadership | None = None,
         on_run: Callable[[RunReport], None] | None = None,
+        first_run_grace_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.legs = legs
         self.leadership = leadership
         self.on_run = on_run
+        # A fresh process's first run waits this long, so Prometheus scrapes its primed zeros
+        # first and the alert rules count that run (a restart must not hide a failure).
+        self.first_run_grace_seconds = (
+            min(FIRST_RUN_GRACE_SECONDS, config.interval_seconds) if first_run_grace_seconds is None
+            else first_run_grace_seconds
+        )
         self.stop_requested = threading.Event()
         self.last_heartbeat = time.monotonic()
         self.runs_done = 0
+        self.maintenance_open = False
+        self._maintenance_checked = 0.0
         self._signals = 0
 
     # ---- health ------------------------------------------------------------------------------
     def stale_after_seconds(self) -> float:
-        """A run may take every leg's timeout; beyond that plus slack the loop is stuck."""
-        return len(LEGS) * self.config.leg_timeout_seconds + 60.0
+        """The run's wall-time bound: every leg's timeout plus every bounded step around the legs
+        (leadership, maintenance, sweep, audit flush, events, Pushgateway). Past it the loop is stuck."""
+        return len(LEGS) * self.config.leg_timeout_seconds + SURROUNDING_STEPS_SECONDS
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self.last_heartbeat
@@ -87,9 +104,12 @@ class Runner:
     def run_forever(self, max_runs: int | None = None) -> None:
         interval = self.config.interval_seconds
         next_slot = math.floor(time.time() / interval) * interval
+        not_before = time.time() + (self.first_run_grace_seconds if self.runs_done == 0 else 0.0)
         while not self.stop_requested.is_set():
             self.last_heartbeat = time.monotonic()
-            wait = next_slot - time.time()
+            if time.monotonic() - self._maintenance_checked >= MAINTENANCE_CHECK_SECONDS:
+                self.refresh_maintenance()  # every replica, leader or not, exports the window
+            wait = max(next_slot, not_before) - time.time()
             if wait > 0:
                 self.stop_requested.wait(min(wait, 1.0))
                 continue
@@ -113,7 +133,29 @@ class Runner:
         finally:
             self.last_heartbeat = time.monotonic()
 
+    def refresh_maintenance(self) -> bool:
+        """Is a maintenance window open? On a database error the last known answer stands."""
+        self._maintenance_checked = time.monotonic()
+        if not self.config.database_url:
+            return False
+        from runner import maintenance
+
+        try:
+            window = maintenance.open_now(self.config.database_url)
+        except Exception as exc:
+            log.debug("maintenance check failed (%s); keeping %s", type(exc).__name__, self.maintenance_open)
+            return self.maintenance_open
+        if (window is not None) != self.maintenance_open:
+            if window is not None:
+                log.warning("maintenance window open until %s: %s", window.ends_at.isoformat(), window.reason)
+            else:
+                log.warning("maintenance window closed")
+        self.maintenance_open = window is not None
+        self.metrics.maintenance.set(1 if self.maintenance_open else 0)
+        return self.maintenance_open
+
     def run_once(self) -> RunReport:
+        self.legs.plugin.maintenance = self.refresh_maintenance()
         self.sweep()
         report = self.legs.run(new_run_id())
         self.runs_done += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from runner import maintenance
 from runner.leadership import ensure_slots_table
 from runner.signals.audit import migrate
+from synthetics import db
 from synthetics.secret import Secret
 
 
@@ -15,3 +17,5 @@ def prepare(database_url: Secret, audit_table: str) -> None:
     """
     migrate(database_url, audit_table)
     ensure_slots_table(database_url)
+    with db.session(database_url) as conn:
+        maintenance.ensure_table(conn)

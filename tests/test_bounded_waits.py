@@ -314,3 +314,51 @@ def test_rows_dropped_at_the_spool_bound_are_counted_and_logged(tmp_path: Path,
                                 latency_seconds=None, run_id="r", timestamp=time.time())])
     assert dropped == [1, 1]
     assert len([r for r in caplog.records if "dropped the 1 oldest" in r.getMessage()]) == 2
+
+
+# ---- the metrics endpoint under an idle-connection flood ----------------------------------------
+
+def _proc_status(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("Threads", "VmRSS"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+def test_3000_idle_connections_leave_threads_bounded_and_metrics_answering(tmp_path: Path) -> None:
+    import socket
+
+    from conftest import free_port
+
+    port = free_port()
+    runner = spawn("run", env={"PAYMENT_PROBE_METRICS_PORT": str(port), "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1"})
+    idle: list[socket.socket] = []
+    try:
+        wait_for(lambda: _metric_total(port) == 0 or "enabled" in _scrape(port), 60, "the metrics endpoint")
+        before = _proc_status(runner.pid)
+        for _ in range(3000):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        during = _proc_status(runner.pid)
+        text = _scrape(port)  # answered while 3,000 connections sit idle
+        assert "instant_payment_probe_enabled 0.0" in text
+        print(f"threads {before['Threads']} -> {during['Threads']}, RSS {before['VmRSS']} -> {during['VmRSS']} kB")
+        assert during["Threads"] <= before["Threads"] + 8  # a thread per connection would be 3,000 more
+        assert during["VmRSS"] - before["VmRSS"] < 64 * 1024
+        # Idle connections are closed by the server after its idle timeout, not kept forever.
+        idle[0].settimeout(60)
+        assert idle[0].recv(1) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+        runner.terminate()
+        _, err = runner.communicate(timeout=60)
+    assert "Traceback" not in err
+
+
+def _scrape(port: int) -> str:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    except requests.RequestException:
+        return ""

@@ -130,6 +130,8 @@ def migrate(database_url: Secret, table: str) -> None:
 def row_of(outcome: Outcome) -> dict[str, Any]:
     metadata = dict(outcome.metadata)
     metadata.update({"detail": outcome.detail, "probe_version": __version__})
+    if outcome.maintenance:
+        metadata["maintenance"] = True
     return {
         "id": outcome.id,
         "created_at": outcome.timestamp_iso,

@@ -55,6 +55,8 @@ def event_of(outcome: Outcome) -> dict[str, str | int | float]:
         event["environment"] = outcome.environment
     if outcome.detail:
         event["detail"] = outcome.detail
+    if outcome.maintenance:
+        event["maintenance"] = "true"  # Event API values are strings or numbers
     for key, value in outcome.metadata.items():
         name = f"detail_{key}"
         if name not in event:

@@ -34,6 +34,7 @@ def outcome_line(outcome: Outcome) -> str:
             "run_id": outcome.run_id,
             "environment": outcome.environment,
             "detail": outcome.detail,
+            "maintenance": outcome.maintenance,
         },
         separators=(",", ":"),
     )

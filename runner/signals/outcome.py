@@ -43,6 +43,7 @@ class Outcome:
     detail: str = ""  # one human-readable line, redacted
     metadata: Mapping[str, Scalar] = field(default_factory=dict)  # leg-recorded detail
     phases: Mapping[str, float] = field(default_factory=dict)  # network time by phase (SPEC 2)
+    maintenance: bool = False  # decided while a maintenance window was open (SPEC 12)
     id: str = field(default_factory=lambda: str(uuid.uuid4()))  # audit row key (dedup on replay)
 
     @property

@@ -10,6 +10,7 @@ instance; a laptop or CI session gets one built from the environment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -172,6 +173,7 @@ class SignalsPlugin:
         self.json_path = json_path
         self.after_flush = after_flush
         self.summary = summary  # print the outcome table in pytest's terminal summary (laptop, CI)
+        self.maintenance = False  # set by the runner before a run: outcomes carry maintenance: true
         self.fail_on_degraded = fail_on_degraded  # --probe-fail-on=degraded: a CI gate's choice
         self.outcomes: list[Outcome] = []
         self._reports: dict[str, list[Any]] = {}
@@ -266,6 +268,8 @@ class SignalsPlugin:
 
     def _emit(self, outcome: Outcome) -> Outcome:
         outcome = self._redactor.outcome(outcome)
+        if self.maintenance:
+            outcome = dataclasses.replace(outcome, maintenance=True)
         self.outcomes.append(outcome)
         for sink in self.sinks:
             self._guard(sink.name, lambda: sink.record(outcome))  # noqa: B023 - called at once

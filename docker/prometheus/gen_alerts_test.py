@@ -1,0 +1,141 @@
+"""Generates docker/prometheus/alerts_test.yml (kept in the repo; this script is only a helper)."""
+import yaml, sys
+
+RUNBOOK = "https://github.com/payment-probe/payment-probe/blob/main/docs/runbooks/{}.md"
+
+def steps(at, end, start=0):
+    """A counter sampled every minute from 0..end that adds 1 at each minute in `at`."""
+    v, out = start, []
+    for t in range(end + 1):
+        if t in at:
+            v += 1
+        out.append(str(v))
+    return " ".join(out)
+
+def alive(values, first, last):
+    """Missing before `first`, the given per-minute values, stale after `last`."""
+    vals = values.split()
+    out = ["_"] * first + vals[first:last + 1] + ["stale"]
+    return " ".join(out)
+
+def leg_failing(leg, value, extra=None):
+    return {"exp_labels": {"severity": "page", "team": "billing-oncall", "leg": leg},
+            "exp_annotations": {
+                "summary": f"payment-probe leg {leg} failed in at least 2 of its last 3 runs",
+                "description": f"The synthetic leg {leg} failed {value} times in the last 3 runs (14 minutes). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\").",
+                "runbook_url": RUNBOOK.format("PaymentProbeLegFailing")}}
+
+WEBHOOK = {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg": "webhook_security"},
+           "exp_annotations": {
+               "summary": "payment-probe leg webhook_security failed: the payment webhook's signature gate is broken",
+               "description": "The leg webhook_security failed in its latest run. If the reason is unsigned_accepted or forged_accepted, the payment webhook accepted a payload without a valid signature: anyone can forge a paid upgrade. Treat as a security incident.",
+               "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
+
+def at(t, name, alerts):
+    return {"eval_time": f"{t}m", "alertname": name, "exp_alerts": alerts}
+
+S = 'instant_payment_probe_outcome_total{{instance="{i}",leg="{leg}",result="{r}"}}'
+tests = []
+
+# 1. Two failures in the last three 5-minute runs: pages at the scrape of the second (first-firing delay:
+#    one interval after the first failed run). One failure is not enough; it resolves when the window passes.
+tests.append({"name": "leg failing: 2 of the last 3 runs", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="billing_state", r="fail"), "values": steps({21, 26}, 60)},
+    {"series": S.format(i="b", leg="billing_state", r="fail"), "values": steps(set(), 60)}],
+ "alert_rule_test": [at(25, "PaymentProbeLegFailing", []), at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]),
+                     at(34, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]), at(36, "PaymentProbeLegFailing", [])]})
+# 2. A single flaky failure, then passes: silent. 3. Two failures more than 3 runs apart: silent.
+tests.append({"name": "one flaky failure", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="invoices_reachable", r="fail"), "values": steps({21}, 50)},
+    {"series": S.format(i="a", leg="invoices_reachable", r="pass"), "values": steps(set(range(1, 51, 5)) - {21}, 50)}],
+ "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (22, 30, 40)]})
+tests.append({"name": "two failures 4 runs apart", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="checkout_reachable", r="fail"), "values": steps({21, 41}, 60)}],
+ "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (30, 41, 45)]})
+# 4. webhook_security failing once: critical at the scrape of that run, resolved after the next (passing) run.
+tests.append({"name": "webhook security fails once", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="webhook_security", r="fail"), "values": steps({21}, 50)}],
+ "alert_rule_test": [at(20, "PaymentProbeWebhookSecurityFailing", []), at(21, "PaymentProbeWebhookSecurityFailing", [WEBHOOK]),
+                     at(26, "PaymentProbeWebhookSecurityFailing", [WEBHOOK]), at(27, "PaymentProbeWebhookSecurityFailing", []),
+                     at(35, "PaymentProbeWebhookSecurityFailing", [])]})
+# 5. Degraded every run: never pages; the ticket opens at the 7th degraded run of the hour (30 min after the first).
+deg_runs = set(range(21, 200, 5))
+tests.append({"name": "degraded every run", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="upgrade_webhook_e2e", r="degraded"), "values": steps(deg_runs, 130)},
+    {"series": S.format(i="a", leg="upgrade_webhook_e2e", r="fail"), "values": steps(set(), 130)}],
+ "alert_rule_test": [at(90, "PaymentProbeLegFailing", []), at(90, "PaymentProbeWebhookSecurityFailing", []),
+                     at(50, "PaymentProbeLegDegraded", []),
+                     at(51, "PaymentProbeLegDegraded", [{"exp_labels": {"severity": "ticket", "team": "billing-oncall", "leg": "upgrade_webhook_e2e"},
+                        "exp_annotations": {"summary": "payment-probe leg upgrade_webhook_e2e was degraded in most runs of the last hour",
+                                            "description": "The leg upgrade_webhook_e2e was degraded in 7 of the last hour's runs (most of 12): slow, unconfigured (config_missing:...), or its credentials refused or rate-limited. Degraded never pages; this ticket makes sure a silent gap in coverage gets fixed.",
+                                            "runbook_url": RUNBOOK.format("PaymentProbeLegDegraded")}}])]})
+# 6. Dead man's switch: the last run at 10m, then nothing: fires 17 minutes later (3 intervals + 1m + its 1m hold).
+tests.append({"name": "no recent run", "interval": "1m", "input_series": [
+    {"series": 'instant_payment_probe_enabled{instance="a"}', "values": "1x60"},
+    {"series": 'instant_payment_probe_enabled{instance="b"}', "values": "1x60"},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="a"}', "values": "0 0 0 0 0 300x4 600x50"},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="b"}', "values": "0x60"}],
+ "alert_rule_test": [at(25, "PaymentProbeNoRecentRun", []), at(27, "PaymentProbeNoRecentRun", [{
+     "exp_labels": {"severity": "page", "team": "billing-oncall"},
+     "exp_annotations": {"summary": "payment-probe is enabled but no replica has run the legs for 3 intervals",
+                         "description": "The dead man's switch: the prober is enabled yet the newest run on any replica is 17m 0s old (more than 3 intervals of 5 minutes). No leg, including checkout_reachable and webhook_security, is being checked.",
+                         "runbook_url": RUNBOOK.format("PaymentProbeNoRecentRun")}}])]})
+tests.append({"name": "disabled", "interval": "1m", "input_series": [
+    {"series": "instant_payment_probe_enabled", "values": "0x120"},
+    {"series": "instant_payment_probe_last_run_timestamp_seconds", "values": "0x120"}],
+ "alert_rule_test": [at(110, "PaymentProbeNoRecentRun", [])]})
+tests.append({"name": "healthy", "interval": "5m", "input_series": [
+    {"series": "instant_payment_probe_enabled", "values": "1x24"},
+    {"series": "instant_payment_probe_last_run_timestamp_seconds", "values": "0+300x24"}],
+ "alert_rule_test": [at(115, "PaymentProbeNoRecentRun", [])]})
+# 7. The leader restarts mid-incident: the old pod's series go stale at 32m, the new pod (new instance) starts
+#    at 0 and its first run beats its first scrape (first seen 1 at 34m), and billing_state keeps failing.
+old = steps({20, 25, 30}, 60)
+new = steps({34, 38, 43, 48}, 60)
+tests.append({"name": "leader restart mid-incident", "interval": "1m", "input_series": [
+    {"series": S.format(i="old", leg="billing_state", r="fail"), "values": alive(old, 0, 31)},
+    {"series": S.format(i="new", leg="billing_state", r="fail"), "values": " ".join(["_"] * 34 + new.split()[34:])}],
+ "alert_rule_test": [at(24, "PaymentProbeLegFailing", []), at(25, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]),
+                     at(33, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
+                     at(36, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
+                     at(40, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
+                     at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
+                     at(50, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)])]})
+# 8. A rollout while webhook_security fails: the critical alert never resolves in between.
+tests.append({"name": "rollout during a webhook_security incident", "interval": "1m", "input_series": [
+    {"series": S.format(i="old", leg="webhook_security", r="fail"), "values": alive(old, 0, 31)},
+    {"series": S.format(i="new", leg="webhook_security", r="fail"), "values": " ".join(["_"] * 34 + new.split()[34:])}],
+ "alert_rule_test": [at(t, "PaymentProbeWebhookSecurityFailing", [WEBHOOK]) for t in range(20, 50)]})
+# 9. A clean restart with nothing failing: silent, the dead man's switch included.
+tests.append({"name": "clean restart", "interval": "1m", "input_series": [
+    {"series": S.format(i="old", leg="webhook_security", r="fail"), "values": alive(steps(set(), 60), 0, 31)},
+    {"series": S.format(i="new", leg="webhook_security", r="fail"), "values": " ".join(["_"] * 33 + ["0"] * 28)},
+    {"series": S.format(i="old", leg="webhook_security", r="pass"), "values": alive(steps({5, 10, 15, 20, 25, 30}, 60), 0, 31)},
+    {"series": S.format(i="new", leg="webhook_security", r="pass"), "values": " ".join(["_"] * 33 + steps({36, 41, 46, 51, 56}, 60).split()[33:])},
+    {"series": 'instant_payment_probe_enabled{instance="old"}', "values": alive("1 " * 61, 0, 31)},
+    {"series": 'instant_payment_probe_enabled{instance="new"}', "values": " ".join(["_"] * 33 + ["1"] * 28)},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="old"}', "values": alive(" ".join(str(300 * (t // 5)) for t in range(61)), 0, 31)},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="new"}', "values": " ".join(["_"] * 33 + [str(0 if t < 36 else 300 * ((t - 36) // 5) + 2160) for t in range(33, 61)])}],
+ "alert_rule_test": [at(t, n, []) for t in (30, 33, 34, 36, 40, 50) for n in ("PaymentProbeWebhookSecurityFailing", "PaymentProbeLegFailing", "PaymentProbeNoRecentRun")]})
+# 10. A pod that crash-loops faster than the window, failing every run it makes (primed 0 at each start): pages.
+loop = " ".join(["0", "1", "1"] * 20)
+tests.append({"name": "crash-looping pod", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="checkout_reachable", r="fail"), "values": loop}],
+ "alert_rule_test": [at(3, "PaymentProbeLegFailing", []), at(4, "PaymentProbeLegFailing", [leg_failing("checkout_reachable", 2)]),
+                     at(30, "PaymentProbeLegFailing", [leg_failing("checkout_reachable", 4)])]})
+# 11. A maintenance window open while legs fail and runs stop: no page, no critical; the ticket still may.
+tests.append({"name": "maintenance window", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="billing_state", r="fail"), "values": steps({21, 26, 31, 36, 41, 46}, 60)},
+    {"series": S.format(i="a", leg="webhook_security", r="fail"), "values": steps({21, 26, 31}, 60)},
+    {"series": 'instant_payment_probe_enabled{instance="a"}', "values": "1x60"},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="a"}', "values": "0x60"},
+    {"series": 'instant_payment_probe_maintenance{instance="a"}', "values": "0x19 1x25 0x15"},
+    {"series": 'instant_payment_probe_maintenance{instance="b"}', "values": "0x60"}],
+ "alert_rule_test": [at(t, n, []) for t in (22, 26, 31, 44) for n in ("PaymentProbeLegFailing", "PaymentProbeWebhookSecurityFailing", "PaymentProbeNoRecentRun")]
+   + [at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)])]})  # the window closed, still failing: pages
+
+doc = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}
+text = ("# promtool test rules alerts_test.yml — each alert fires when it must and stays silent when it must not,\n"
+        "# across restarts, rollouts, crash loops and maintenance windows. Runs every 5 minutes, scrapes every minute.\n"
+        + yaml.safe_dump(doc, sort_keys=False, width=10_000))
+open(sys.argv[1], "w").write(text)

@@ -1,0 +1,128 @@
+"""Maintenance windows: "we are deploying the billing API for 30 minutes", said once, seen by every replica.
+
+Windows live in Postgres (``payment_probe_maintenance``), so every replica exports the same
+``instant_payment_probe_maintenance`` and the status page shows them. The legs keep running
+during a window and their outcomes are recorded with ``maintenance: true``; only the paging
+alerts are silenced (the alert rules read the gauge). A window always has an end: at most 24 h.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from synthetics import db
+from synthetics.secret import Secret
+
+TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS payment_probe_maintenance (
+  id         bigserial PRIMARY KEY,
+  starts_at  timestamptz NOT NULL,
+  ends_at    timestamptz NOT NULL,
+  reason     text NOT NULL,
+  opened_by  text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CHECK (ends_at > starts_at)
+)"""
+MAX_SECONDS = 24 * 3600
+MAX_REASON = 200
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class MaintenanceError(ValueError):
+    """Bad input to a ``maintenance`` command: exit 2, one line."""
+
+
+@dataclass(frozen=True)
+class Window:
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    opened_by: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat(),
+                "reason": self.reason, "opened_by": self.opened_by}
+
+
+def parse_duration(text: str, what: str = "--for") -> float:
+    """``30m``, ``2h``, ``1h30m``, ``90s`` → seconds; at most 24 h for a window's length."""
+    match = _DURATION.match(text.strip()) if text else None
+    if not match or not any(match.groups()):
+        raise MaintenanceError(f"{what}: expected a duration like 30m, 2h or 1h30m, got {text!r}")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def check_window(length_seconds: float, reason: str) -> str:
+    if length_seconds <= 0:
+        raise MaintenanceError("--for: a window must last more than 0 seconds")
+    if length_seconds > MAX_SECONDS:
+        raise MaintenanceError("--for: a window lasts at most 24h")
+    reason = reason.strip()
+    if not reason:
+        raise MaintenanceError("--reason: say why (it is shown on the status page and in every outcome)")
+    if len(reason) > MAX_REASON:
+        raise MaintenanceError(f"--reason: at most {MAX_REASON} characters, got {len(reason)}")
+    return reason
+
+
+def ensure_table(conn: Any) -> None:
+    if conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is None:
+        conn.execute(TABLE_DDL)
+
+
+def start(database_url: Secret, length_seconds: float, reason: str, opened_by: str,
+          starts_in_seconds: float = 0.0) -> Window:
+    reason = check_window(length_seconds, reason)
+    with db.session(database_url) as conn:
+        ensure_table(conn)
+        row = conn.execute(
+            "INSERT INTO payment_probe_maintenance (starts_at, ends_at, reason, opened_by) "
+            "VALUES (now() + make_interval(secs => %s), now() + make_interval(secs => %s), %s, %s) "
+            "RETURNING id, starts_at, ends_at, reason, opened_by",
+            (starts_in_seconds, starts_in_seconds + length_seconds, reason, opened_by),
+        ).fetchone()
+    return Window(*row)
+
+
+def end_open(database_url: Secret) -> list[Window]:
+    """Close every open window now; an empty list when none was open."""
+    with db.session(database_url) as conn:
+        ensure_table(conn)
+        rows = conn.execute(
+            "UPDATE payment_probe_maintenance SET ends_at = now() "
+            "WHERE starts_at <= now() AND ends_at > now() RETURNING id, starts_at, ends_at, reason, opened_by"
+        ).fetchall()
+    return [Window(*r) for r in rows]
+
+
+def open_and_upcoming(conn: Any) -> list[Window]:
+    """Windows open now or starting later, soonest first; none when the table does not exist yet."""
+    if conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is None:
+        return []
+    rows = conn.execute(
+        "SELECT id, starts_at, ends_at, reason, opened_by FROM payment_probe_maintenance "
+        "WHERE ends_at > now() ORDER BY starts_at"
+    ).fetchall()
+    return [Window(*r) for r in rows]
+
+
+def list_windows(database_url: Secret) -> list[Window]:
+    with db.session(database_url) as conn:
+        return open_and_upcoming(conn)
+
+
+def open_now(database_url: Secret) -> Window | None:
+    """The window open right now (the one ending last), or None. Raises on a database error."""
+    with db.session(database_url) as conn:
+        if conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is None:
+            return None
+        row = conn.execute(
+            "SELECT id, starts_at, ends_at, reason, opened_by FROM payment_probe_maintenance "
+            "WHERE starts_at <= now() AND ends_at > now() ORDER BY ends_at DESC LIMIT 1"
+        ).fetchone()
+    return None if row is None else Window(*row)
