@@ -219,7 +219,8 @@ def test_dashboard_is_grafana_json_on_real_metric_names() -> None:
             assert names, target["expr"]
             for name in names:
                 assert name in exported_samples, name
-    wanted = ["result per leg", "p50", "p95", "age of the last run", "enabled", "sink errors"]
+    wanted = ["result per leg", "p50", "p95", "age of the last run", "enabled", "sink errors",
+              "certificate expires", "by phase"]
     for word in wanted:
         assert any(word in t for t in titles), word
 

@@ -100,6 +100,8 @@ class ProbeMetrics:
             self.latency.labels(leg=leg)
             for result in RESULTS:
                 self.outcomes.labels(leg=leg, result=result)
+            for phase in PHASES:
+                self.phase.labels(leg=leg, phase=phase)
 
 
 class MetricsSink:
