@@ -17,8 +17,11 @@ from runner.leadership import Leadership
 from runner.legrun import LegRunner, RunReport
 from runner.loop import Runner, replica_name
 from runner.signals.metrics import ProbeMetrics
+from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
+from runner.status import StatusSource
+from runner.status_page import as_json, render
 from synthetics.config import ProbeConfig
 from synthetics.registry import LEGS
 
@@ -54,20 +57,38 @@ class App:
             on_sink_error=count_sink_error(self.metrics),
             expected_legs=LEGS,
         )
+        self.recent: list[Outcome] = []  # the latest run's outcomes: the status page's fallback
+        self._user_on_run = on_run
         self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
-                             leadership=leadership, on_run=on_run,
+                             leadership=leadership, on_run=self._remember,
                              first_run_grace_seconds=first_run_grace_seconds)
         if serve_http:
+            self.status = StatusSource(
+                config.database_url if config.enabled else None, config.audit_table, config.interval_seconds,
+                recent=lambda: self.recent, environment=config.environment,
+            )
             try:
                 self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port, self.registry,
-                                            self.runner.health)
+                                            self.runner.health, extra_routes={
+                                                "/status": self._status_html, "/status.json": self._status_json})
             except PortInUse as exc:
                 raise StartupError(
                     f"PAYMENT_PROBE_METRICS_PORT: port {config.metrics_port} on "
                     f"{config.metrics_host} is not available ({exc.strerror or exc})"
                 ) from None
             self.http.start()
-            log.info("serving /metrics and /healthz on http://%s:%d", config.metrics_host, self.http.port)
+            log.info("serving /metrics, /healthz and /status on http://%s:%d", config.metrics_host, self.http.port)
+
+    def _remember(self, report: RunReport) -> None:
+        self.recent = list(report.outcomes)
+        if self._user_on_run is not None:
+            self._user_on_run(report)
+
+    def _status_html(self) -> tuple[int, bytes, str]:
+        return 200, render(self.status.snapshot()).encode(), "text/html; charset=utf-8"
+
+    def _status_json(self) -> tuple[int, bytes, str]:
+        return 200, as_json(self.status.snapshot()), "application/json"
 
     def _migrate(self) -> None:
         from runner.leadership import SlotsTableError

@@ -95,6 +95,7 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
             print(f"sandbox billing API  {sandbox.url}   faults: {', '.join(faults) or 'none'}")
             print(f"private CA (trusted) {tls.ca_path}   (PAYMENT_PROBE_CA_BUNDLE)")
             print(f"metrics              http://127.0.0.1:{port}/metrics   (health: /healthz)")
+            print(f"status page          http://127.0.0.1:{port}/status    (machines: /status.json)")
             print(f"JSON outcome log     {log_path}")
             print(f"switch faults live   curl --cacert {tls.ca_path} -X POST {sandbox.url}/_sandbox/faults "
                   "-d '{\"faults\": [\"webhook_accept_unsigned\"]}'")

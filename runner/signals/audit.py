@@ -75,14 +75,60 @@ CREATE TABLE IF NOT EXISTS {table} (
 )""").format(table=table_identifier(table))
 
 
-def index_sql(table: str) -> Any:
-    """History by leg and time: what the status page and any dashboard query reads."""
+def index_sql(table: str) -> list[Any]:
+    """History by leg and time (the status page's walks), and the failures alone (its incidents)."""
     from psycopg import sql
 
-    name = table.split(".")[-1][:40] + "_leg_created_at_idx"
-    return sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, created_at)").format(
-        name=sql.Identifier(name), table=table_identifier(table)
-    )
+    base = table.split(".")[-1][:40]
+    return [
+        sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, created_at)").format(
+            name=sql.Identifier(base + "_leg_created_at_idx"), table=table_identifier(table)),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, created_at) WHERE result = 'fail'").format(
+            name=sql.Identifier(base + "_fail_idx"), table=table_identifier(table)),
+    ]
+
+
+def hourly_table(table: str) -> str:
+    """The hourly roll-up beside the audit table (Gatus's ``endpoint_uptimes``): ``<table>_hourly``."""
+    return f"{table}_hourly"
+
+
+def rollup_sql(conn: Any, table: str, schema: str) -> list[Any]:
+    """One row per leg per UTC hour, kept by a trigger on every insert (spool replays, any writer):
+    30-day uptime reads ~4,300 rows instead of ~52,000. The trigger runs as its owner, so the
+    probe's own role needs nothing beyond INSERT on the audit table."""
+    from psycopg import sql
+
+    name = table.split(".")[-1]
+    qualified = table if "." in table else f"{schema}.{table}"
+    hourly = table_identifier(hourly_table(qualified))
+    function = table_identifier(f"{qualified.rsplit('.', 1)[0]}.{name[:40]}_hourly_fn")
+    body = sql.SQL("""
+BEGIN
+  INSERT INTO {hourly} AS h (leg, hour, runs, up, fails, degraded)
+  VALUES (NEW.leg, date_trunc('hour', NEW.created_at AT TIME ZONE 'UTC'), 1,
+          (NEW.result IN ('pass', 'degraded'))::int, (NEW.result = 'fail')::int, (NEW.result = 'degraded')::int)
+  ON CONFLICT (leg, hour) DO UPDATE SET runs = h.runs + 1, up = h.up + EXCLUDED.up,
+    fails = h.fails + EXCLUDED.fails, degraded = h.degraded + EXCLUDED.degraded;
+  RETURN NULL;
+END""").format(hourly=hourly)
+    return [
+        sql.SQL("""CREATE TABLE IF NOT EXISTS {hourly} (
+  leg text NOT NULL, hour timestamp NOT NULL, runs integer NOT NULL, up integer NOT NULL,
+  fails integer NOT NULL, degraded integer NOT NULL, PRIMARY KEY (leg, hour))""").format(hourly=hourly),
+        sql.SQL("CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
+                "SET search_path = pg_catalog AS {body}").format(fn=function, body=sql.Literal(body.as_string(conn))),
+        sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(
+            trigger=sql.Identifier(f"{name[:40]}_hourly_trg"), table=table_identifier(table)),
+        sql.SQL("CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
+            trigger=sql.Identifier(f"{name[:40]}_hourly_trg"), table=table_identifier(table), fn=function),
+        # Backfill what the table already holds (an audit table from before the roll-up).
+        sql.SQL("""INSERT INTO {hourly} (leg, hour, runs, up, fails, degraded)
+SELECT leg, date_trunc('hour', created_at AT TIME ZONE 'UTC'), count(*),
+       count(*) FILTER (WHERE result IN ('pass', 'degraded')), count(*) FILTER (WHERE result = 'fail'),
+       count(*) FILTER (WHERE result = 'degraded')
+FROM {table} GROUP BY 1, 2""").format(hourly=hourly, table=table_identifier(table)),
+    ]
 
 
 def regclass(conn: Any, table: str) -> Any:
@@ -102,11 +148,13 @@ def migrate(database_url: Secret, table: str) -> None:
             if regclass(conn, table) is None:
                 # Create only when missing: a least-privilege role may insert but not CREATE.
                 conn.execute(create_table_sql(table))
-                conn.execute(index_sql(table))
+                for statement in index_sql(table):
+                    conn.execute(statement)
         except Exception as exc:
             if db.is_permanent(exc):
                 raise AuditSchemaError(f"{variable}: cannot create table {table} ({db.describe(exc)})") from None
             raise
+        ensure_rollup(conn, table)
         schema, _, name = table.rpartition(".")
         rows = conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s "
@@ -125,6 +173,23 @@ def migrate(database_url: Secret, table: str) -> None:
         raise AuditSchemaError(f"{variable}: table {table} has columns of the wrong type: {'; '.join(wrong)}")
     if not can_insert:
         raise AuditSchemaError(f"{variable}: the database role lacks INSERT on table {table}")
+
+
+def ensure_rollup(conn: Any, table: str) -> None:
+    """Create the hourly roll-up (and the indexes) once, when this role may; without it the status
+    page shows current states and incidents but no uptime figures (logged, never fatal)."""
+    if regclass(conn, hourly_table(table)) is not None:
+        return
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    try:
+        with conn.transaction():
+            for statement in [*index_sql(table), *rollup_sql(conn, table, schema)]:
+                conn.execute(statement)
+    except Exception as exc:
+        if not db.is_permanent(exc):
+            raise
+        log.warning("hourly roll-up of %s not created (%s): the status page will show no uptime figures "
+                    "until `payment-probe migrate` runs as the table's owner", table, db.describe(exc))
 
 
 def row_of(outcome: Outcome) -> dict[str, Any]:

@@ -1,0 +1,219 @@
+"""The status page's facts: per-leg state, uptime, daily bars, latency, incidents, maintenance.
+
+Built from the audit table, so every replica shows the same history and it survives restarts.
+The aggregating is SQL's (the ``(leg, created_at)`` index the migration creates keeps it fast on
+a year of rows); Python only shapes the answer. When the database is unreachable the page is
+built from the runner's in-memory recent outcomes and says the history is unavailable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runner.signals.audit import hourly_table, regclass, table_identifier
+from runner.signals.outcome import Outcome
+from synthetics import db
+from synthetics.registry import LEGS
+from synthetics.secret import Secret
+
+DAYS = 90
+RANK = {"pass": 0, "degraded": 1, "fail": 2}
+UP = ("pass", "degraded")  # degraded counts as up, as Checkly counts it
+INCIDENT_DAYS = 30
+MAX_INCIDENTS = 20
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _sql(table: str) -> dict[str, Any]:
+    from psycopg import sql
+
+    t = table_identifier(table)
+    h = table_identifier(hourly_table(table))
+    return {
+        # The latest row of each leg, and since when its result has been the same (index walks).
+        "current": sql.SQL("""
+SELECT l.leg, x.result, x.severity, x.reason, x.created_at,
+       (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND s.created_at > coalesce(
+          (SELECT max(o.created_at) FROM {t} o WHERE o.leg = l.leg AND o.result <> x.result), '-infinity'))
+FROM unnest(%(legs)s::text[]) AS l(leg)
+CROSS JOIN LATERAL (SELECT result, severity, reason, created_at FROM {t} r
+                    WHERE r.leg = l.leg ORDER BY created_at DESC LIMIT 1) x""").format(t=t),
+        # Uptime and daily bars from the hourly roll-up (UTC hours); latency from the last 24 h of rows.
+        "uptime": sql.SQL("""
+SELECT leg,
+       sum(runs) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours'),
+       sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours'),
+       sum(runs) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
+       sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
+       sum(runs), sum(up)
+FROM {h} WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '30 days' AND leg = ANY(%(legs)s)
+GROUP BY leg""").format(h=h),
+        "latency": sql.SQL("""
+SELECT leg, percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+FROM {t} WHERE created_at > now() - interval '24 hours' AND latency_ms IS NOT NULL AND leg = ANY(%(legs)s)
+GROUP BY leg""").format(t=t),
+        "days": sql.SQL("""
+SELECT leg, hour::date, max(CASE WHEN fails > 0 THEN 2 WHEN degraded > 0 THEN 1 ELSE 0 END), sum(runs)
+FROM {h} WHERE hour >= (now() AT TIME ZONE 'UTC')::date - %(days)s + 1 AND leg = ANY(%(legs)s)
+GROUP BY 1, 2""").format(h=h),
+        # An incident is a run of consecutive fails: it starts at a fail whose previous run was not
+        # one, and ends at the first run after it that is not a fail (or is ongoing).
+        "incidents": sql.SQL("""
+WITH fails AS (
+  SELECT f.leg, f.created_at, f.reason,
+         (SELECT p.result FROM {t} p WHERE p.leg = f.leg AND p.created_at < f.created_at
+          ORDER BY p.created_at DESC LIMIT 1) AS previous
+  FROM {t} f
+  WHERE f.result = 'fail' AND f.created_at > now() - make_interval(days => %(incident_days)s)
+    AND f.leg = ANY(%(legs)s)
+), starts AS (
+  SELECT leg, created_at AS started, reason FROM fails WHERE previous IS DISTINCT FROM 'fail'
+  ORDER BY created_at DESC LIMIT %(max_incidents)s
+)
+SELECT s.leg, s.started, e.ended,
+       (SELECT count(*) FROM {t} c WHERE c.leg = s.leg AND c.created_at >= s.started
+          AND c.created_at < coalesce(e.ended, 'infinity')) AS runs,
+       s.reason
+FROM starts s
+LEFT JOIN LATERAL (SELECT min(n.created_at) AS ended FROM {t} n
+                   WHERE n.leg = s.leg AND n.created_at > s.started AND n.result <> 'fail') e ON true
+ORDER BY s.started DESC""").format(t=t),
+    }
+
+
+class StatusSource:
+    """Answers ``snapshot()``; one short, guarded connection per call, never a held session."""
+
+    def __init__(self, database_url: Secret | None, table: str, interval_seconds: float,
+                 recent: Callable[[], Sequence[Outcome]] = lambda: (), environment: str | None = None) -> None:
+        self.database_url = database_url
+        self.table = table
+        self.interval_seconds = interval_seconds
+        self.recent = recent
+        self.environment = environment
+
+    def snapshot(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC)
+        if self.database_url is not None:
+            try:
+                return self._from_database(now)
+            except Exception as exc:
+                return self._from_memory(now, f"history unavailable: the database is unreachable "
+                                              f"({type(exc).__name__})")
+        return self._from_memory(now, "history unavailable: no database is configured, or the prober is disabled")
+
+    # ---- from the audit table --------------------------------------------------------------
+    def _from_database(self, now: datetime) -> dict[str, Any]:
+        from runner import maintenance
+
+        assert self.database_url is not None
+        queries = _sql(self.table)
+        params = {"legs": list(LEGS), "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS}
+        with db.session(self.database_url, application_name="payment-probe-status") as conn:
+            conn.execute("SET TIME ZONE 'UTC'")
+            current = {r[0]: r[1:] for r in conn.execute(queries["current"], params).fetchall()}
+            rolled_up = regclass(conn, hourly_table(self.table)) is not None
+            uptime: dict[str, Any] = {}
+            days: dict[str, dict[Any, tuple[int, int]]] = {}
+            if rolled_up:
+                uptime = {r[0]: r[1:] for r in conn.execute(queries["uptime"], params).fetchall()}
+                for leg, day, rank, count in conn.execute(queries["days"], params).fetchall():
+                    days.setdefault(leg, {})[day] = (rank, count)
+            latency = {r[0]: r[1:] for r in conn.execute(queries["latency"], params).fetchall()}
+            incidents = conn.execute(queries["incidents"], params).fetchall()
+            windows = maintenance.open_and_upcoming(conn)
+        latest = max((row[3] for row in current.values()), default=None)
+        today = now.astimezone(UTC).date()
+        legs = []
+        for leg in LEGS:
+            cur = current.get(leg)
+            up = uptime.get(leg)
+            legs.append({
+                "leg": leg,
+                "result": cur[0] if cur else None,
+                "severity": cur[1] if cur else None,
+                "reason": cur[2] if cur else None,
+                "last_run_at": _iso(cur[3]) if cur else None,
+                "since": _iso(cur[4]) if cur else None,
+                "uptime": {
+                    "24h": _ratio(up[1], up[0]) if up else None,
+                    "7d": _ratio(up[3], up[2]) if up else None,
+                    "30d": _ratio(up[5], up[4]) if up else None,
+                },
+                "latency_ms": {"p50": _round(latency[leg][0]) if leg in latency else None,
+                               "p95": _round(latency[leg][1]) if leg in latency else None},
+                "days": [_day(today - timedelta(days=DAYS - 1 - i), days.get(leg, {})) for i in range(DAYS)]
+                if rolled_up else [],
+            })
+        return self._shape(now, latest, legs, [
+            {"leg": leg, "started_at": _iso(started), "ended_at": _iso(ended), "ongoing": ended is None,
+             "runs": int(runs), "reason": reason}
+            for leg, started, ended, runs, reason in incidents
+        ], [w.as_json() | {"open": w.starts_at <= now} for w in windows], history=True, note=None)
+
+    # ---- from the runner's memory ------------------------------------------------------------
+    def _from_memory(self, now: datetime, note: str) -> dict[str, Any]:
+        by_leg: dict[str, Outcome] = {}
+        for outcome in self.recent():
+            by_leg[outcome.leg] = outcome
+        latest = max((datetime.fromtimestamp(o.timestamp, UTC) for o in by_leg.values()), default=None)
+        legs: list[dict[str, Any]] = []
+        for leg in LEGS:
+            o = by_leg.get(leg)
+            legs.append({
+                "leg": leg, "result": o.result if o else None, "severity": o.severity if o else None,
+                "reason": o.reason if o else None,
+                "last_run_at": _iso(datetime.fromtimestamp(o.timestamp, UTC)) if o else None, "since": None,
+                "uptime": {"24h": None, "7d": None, "30d": None}, "latency_ms": {"p50": None, "p95": None},
+                "days": [],
+            })
+        return self._shape(now, latest, legs, [], [], history=False, note=note)
+
+    def _shape(self, now: datetime, latest: datetime | None, legs: list[dict[str, Any]],
+               incidents: list[dict[str, Any]], windows: list[dict[str, Any]], *, history: bool,
+               note: str | None) -> dict[str, Any]:
+        age = None if latest is None else max(0.0, (now - latest).total_seconds())
+        stale_after = 3 * self.interval_seconds
+        return {
+            "generated_at": _iso(now),
+            "environment": self.environment,
+            "interval_seconds": self.interval_seconds,
+            "latest_run_at": _iso(latest),
+            "latest_run_age_seconds": None if age is None else round(age, 1),
+            "stale": age is None or age > stale_after,
+            "stale_after_seconds": stale_after,
+            "history_available": history,
+            "note": note,
+            "legs": legs,
+            "incidents": incidents,
+            "maintenance": windows,
+        }
+
+
+def _ratio(up: int, total: int) -> float | None:
+    return None if not total else round(100.0 * up / total, 3)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def _day(day: Any, by_day: dict[Any, tuple[int, int]]) -> dict[str, Any]:
+    found = by_day.get(day)
+    if found is None:
+        return {"day": day.isoformat(), "result": "no_data", "runs": 0}
+    rank, count = found
+    return {"day": day.isoformat(), "result": ("pass", "degraded", "fail")[rank], "runs": int(count)}
+
+
+def timed_snapshot(source: StatusSource) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    data = source.snapshot()
+    return data, time.perf_counter() - started
