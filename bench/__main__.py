@@ -320,7 +320,7 @@ def bench_footprint(sandbox: SandboxServer, database_url: str, workdir: Path) ->
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_http(f"http://127.0.0.1:{port}/metrics")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # its first run waits up to 60 s for a first scrape
         while time.monotonic() < deadline:  # wait for its first run, then let it idle
             text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
             if "instant_payment_probe_runs_total 1.0" in text:
@@ -350,6 +350,93 @@ def bench_footprint(sandbox: SandboxServer, database_url: str, workdir: Path) ->
             bb.terminate()
             bb.wait(10)
     return result
+
+
+# ---- 6. the production command: `payment-probe run`, clustered, scraped -----------------------------
+
+BARE_CHILD = """
+import sys, time, requests, warnings
+warnings.filterwarnings("ignore")
+from bench.__main__ import bare_run
+base, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+session = requests.Session()
+bare_run(base, url, session)
+c0, t0 = time.process_time(), time.perf_counter()
+for _ in range(n):
+    bare_run(base, url, session)
+print((time.process_time() - c0) / n, (time.perf_counter() - t0) / n)
+"""
+
+FLOOR_CHILD = """
+import os, sys, time, tempfile, warnings, pytest
+warnings.filterwarnings("ignore")
+from runner.legrun import UNUSED_PLUGINS, stdout_redirected
+d = tempfile.mkdtemp()
+open(os.path.join(d, "test_empty.py"), "w").write("".join(f"def test_{i}():\\n    pass\\n" for i in range(6)))
+args = [d, "--rootdir", d, "-c", os.devnull, "-q", "--assert=plain", "-p", "no:cacheprovider",
+        *(a for name in UNUSED_PLUGINS for a in ("-p", f"no:{name}"))]
+n = int(sys.argv[1])
+with stdout_redirected(True):
+    pytest.main(args)
+    c0 = time.process_time()
+    for _ in range(n):
+        pytest.main(args)
+print((time.process_time() - c0) / n)
+"""
+
+
+def _scrape(port: int) -> dict[str, float]:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {line.split(" ")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
+
+
+def bench_production(sandbox: SandboxServer, database_url: str, workdir: Path, runs: int) -> dict[str, Any]:
+    """CPU per run of the command operators run, from /proc of its process, beside a bare script doing
+    the same HTTP and SQL and beside an empty in-process pytest.main (the floor), all measured now."""
+    port = free_port()
+    env = {**os.environ, **probe_env(sandbox, database_url, workdir / "spool-prod", PAYMENT_PROBE_INTERVAL_SECONDS="1",
+                                     PAYMENT_PROBE_METRICS_PORT=str(port))}
+    proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    me = psutil.Process(proc.pid)
+    durations: list[float] = []
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/metrics")
+        deadline = time.monotonic() + 120 + runs * 3
+        start: tuple[float, float, float] | None = None
+        last_runs = 0.0
+        while time.monotonic() < deadline:  # scraped once a second, as Prometheus would
+            metrics = _scrape(port)
+            done = metrics.get("instant_payment_probe_runs_total", 0.0)
+            if done != last_runs and start is not None:
+                durations.append(metrics["instant_payment_probe_run_duration_seconds"])
+            last_runs = done
+            if start is None and done >= 3:
+                cpu = me.cpu_times()
+                start = (done, cpu.user + cpu.system, me.memory_info().rss)
+            if start is not None and done >= start[0] + runs:
+                cpu = me.cpu_times()
+                end = (done, cpu.user + cpu.system, me.memory_info().rss)
+                break
+            time.sleep(1.0)
+        else:
+            raise RuntimeError("payment-probe run did not make the runs in time")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    n = end[0] - start[0]
+    prober_cpu = (end[1] - start[1]) / n
+    bare = subprocess.run([sys.executable, "-c", BARE_CHILD, sandbox.url, database_url, str(runs)], cwd=REPO,
+                          capture_output=True, text=True, check=True).stdout.split()
+    floor = float(subprocess.run([sys.executable, "-c", FLOOR_CHILD, str(runs)], cwd=REPO, capture_output=True,
+                                 text=True, check=True).stdout.split()[-1])
+    bare_cpu, bare_wall = float(bare[0]), float(bare[1])
+    wall = statistics.median(durations) if durations else float("nan")
+    return {"runs": int(n), "prober_cpu_ms_per_run": prober_cpu * 1000, "bare_cpu_ms_per_run": bare_cpu * 1000,
+            "floor_cpu_ms_per_run": floor * 1000, "cpu_ratio": prober_cpu / bare_cpu,
+            "prober_wall_ms": wall * 1000, "bare_wall_ms": bare_wall * 1000, "wall_ratio": wall / bare_wall,
+            "rss_mb_start": start[2] / 2**20, "rss_mb_end": end[2] / 2**20}
 
 
 # ---- 5. parallel legs -------------------------------------------------------------------------------
@@ -395,6 +482,7 @@ def machine() -> str:
 def render(results: dict[str, Any]) -> str:
     o, fid, s, fp, p = (results[k] for k in ("overhead", "fidelity", "soak", "footprint", "parallel"))
     st = results["status"]
+    pr = results["production"]
     pl = results["plugin"]
     runs = s["runs"]
     lines = [
@@ -417,6 +505,12 @@ def render(results: dict[str, Any]) -> str:
         f"| idle footprint | runner {fp['runner_idle_rss_mb']:.1f} MB"
         + (f" vs blackbox_exporter {fp['blackbox_idle_rss_mb']:.1f} MB: **{fp['ratio']:.1f}x**"
            if "ratio" in fp else "") + " | (reported) | - |",
+        f"| production command ({pr['runs']} runs of `payment-probe run`, clustered, scraped each second) | CPU "
+        f"**{pr['prober_cpu_ms_per_run']:.0f} ms/run** vs bare script {pr['bare_cpu_ms_per_run']:.0f} ms "
+        f"(**{pr['cpu_ratio']:.1f}x**) and empty pytest.main floor {pr['floor_cpu_ms_per_run']:.0f} ms; wall "
+        f"{pr['prober_wall_ms']:.0f} ms vs {pr['bare_wall_ms']:.0f} ms (**{pr['wall_ratio']:.1f}x**); RSS "
+        f"{pr['rss_mb_start']:.1f} -> {pr['rss_mb_end']:.1f} MB | CPU <= 4x, wall <= 2.5x | "
+        f"{'yes' if pr['cpu_ratio'] <= 4 and pr['wall_ratio'] <= 2.5 else 'no'} |",
         f"| status page ({st['rows']:,} rows: 90 days x 6 legs x 5 min; {st['reps']} renders) | snapshot + HTML "
         f"**{st['render_median_ms']:.1f} ms** median (p90 {st['render_p90_ms']:.1f} ms), "
         f"{st['page_bytes'] / 1024:.0f} KiB "
@@ -460,8 +554,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "status", "soak", "footprint",
-                                           "parallel"],
+    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "status", "production", "soak",
+                                           "footprint", "parallel"],
                         help="run one benchmark and print it (RESULTS.md is written only by a full run)")
     args = parser.parse_args()
     reps, soak_runs = (5, 110) if args.quick else (40, 1000)
@@ -474,6 +568,7 @@ def main() -> int:
                      ("plugin", lambda: bench_plugin(sandbox, pg.url, workdir, reps)),
                      ("fidelity", lambda: bench_fidelity(sandbox, pg.url, workdir, reps)),
                      ("status", lambda: bench_status(sandbox, pg.url, workdir, reps)),
+                     ("production", lambda: bench_production(sandbox, pg.url, workdir, 10 if args.quick else 60)),
                      ("soak", lambda: bench_soak(sandbox, pg.url, workdir, soak_runs)),
                      ("footprint", lambda: bench_footprint(sandbox, pg.url, workdir)),
                      ("parallel", lambda: bench_parallel(sandbox, pg.url, workdir, 500)))

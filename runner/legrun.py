@@ -25,6 +25,16 @@ from synthetics.plugin import ProvidedConfig
 LEGS_DIR = str(Path(synthetics.__file__).parent)
 MARK_EXPRESSION = "prod_safe or upgrade"
 
+# Built-in and installed plugins the legs never use in the runner. Each costs registration and
+# fixture parsing on every run (pytest is called afresh each slot); unraisableexception and
+# threadexception also run gc.collect() twice per session on the runner's long-lived heap.
+# A laptop's or CI's plain `pytest` keeps them all.
+UNUSED_PLUGINS = (
+    "cacheprovider", "stepwise", "warnings", "doctest", "junitxml", "pastebin", "legacypath", "tmpdir",
+    "recwarn", "setuponly", "setupplan", "debugging", "unittest", "faulthandler", "unraisableexception",
+    "threadexception", "subtests", "logging", "xdist", "xdist.looponfail", "platformdirs",
+)
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -77,13 +87,11 @@ class LegRunner:
             "--confcutdir", LEGS_DIR,  # nor a conftest.py above the legs (a checkout's root one)
             "-p", "synthetics.plugin",
             "-p", "runner.signals.plugin",
-            "-p", "no:cacheprovider",
-            "-p", "no:stepwise",
+            *(arg for name in UNUSED_PLUGINS for arg in ("-p", f"no:{name}")),
             "--import-mode=importlib",
             "--continue-on-collection-errors",  # one broken leg module must not silence the rest
             "-m", MARK_EXPRESSION,
             f"--run-id={run_id}",
-            "-p", "no:warnings",
             "--assert=plain",  # legs raise LegFailed; rewriting would only cost start-up time
             "-q", "--tb=no", "--no-header",
             *self.extra_args,
