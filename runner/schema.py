@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from runner import maintenance
 from runner.leadership import ensure_slots_table
 from runner.signals.audit import migrate
 from synthetics import db
 from synthetics.secret import Secret
+
+log = logging.getLogger("payment_probe.schema")
 
 
 def prepare(database_url: Secret, audit_table: str) -> None:
@@ -15,7 +19,13 @@ def prepare(database_url: Secret, audit_table: str) -> None:
     Raises ``AuditSchemaError`` / ``SlotsTableError`` for what a retry cannot fix (a column, a
     type, a privilege); anything else means the database could not be reached.
     """
+    ensure_slots_table(database_url)  # first: a role that can never claim a slot is the worse news
     migrate(database_url, audit_table)
-    ensure_slots_table(database_url)
     with db.session(database_url) as conn:
-        maintenance.ensure_table(conn)
+        try:
+            maintenance.ensure_table(conn)
+        except Exception as exc:
+            if not db.is_permanent(exc):
+                raise
+            log.warning("table payment_probe_maintenance not created (%s): maintenance windows are "
+                        "unavailable until `payment-probe migrate` runs as an owner", db.describe(exc))

@@ -181,7 +181,14 @@ def test_critical_alert_holds_through_a_leader_kill_and_maintenance_silences_it(
         def survivor_ran_twice() -> bool:
             states.append(state())
             return runs_of(survivor_port) >= before + 2
-        wait_for(survivor_ran_twice, 90, "the other replica taking over", step=0.5)
+        try:
+            wait_for(survivor_ran_twice, 120, "the other replica taking over", step=0.5)
+        except AssertionError:
+            survivor = runners[1 - victim]
+            survivor.terminate()
+            _, err = survivor.communicate(timeout=60)
+            raise AssertionError(f"no takeover; runs {before} -> {runs_of(survivor_port)}; survivor's log: "
+                                 f"{err[-3000:]}") from None
         for _ in range(10):  # and a few seconds more, past the 6 s window of the dead leader's last run
             states.append(state())
             time.sleep(0.5)
