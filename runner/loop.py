@@ -37,8 +37,12 @@ MAINTENANCE_CHECK_SECONDS = 15.0
 SURROUNDING_STEPS_SECONDS = 6 * GUARD_SECONDS + 2 * 5.0
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+def new_run_id(slot_start: float | None = None) -> str:
+    """A fresh id; a slot's run carries its slot (``s<unix seconds>-<6 hex>``), so the audit trail
+    shows which slot each run served and that no slot ran twice."""
+    if slot_start is None:
+        return uuid.uuid4().hex[:12]
+    return f"s{int(slot_start)}-{uuid.uuid4().hex[:6]}"
 
 
 class Runner:
@@ -126,7 +130,7 @@ class Runner:
             leadership = self.leadership
             if leadership is not None and not (leadership.is_leader() and leadership.claim(slot_start)):
                 return None
-            return self.run_once()
+            return self.run_once(slot_start)
         except Exception as exc:
             self.metrics.run_errors.inc()
             log.exception("run crashed outside the legs (%s); the loop goes on", type(exc).__name__)
@@ -155,10 +159,10 @@ class Runner:
         self.metrics.maintenance.set(1 if self.maintenance_open else 0)
         return self.maintenance_open
 
-    def run_once(self) -> RunReport:
+    def run_once(self, slot_start: float | None = None) -> RunReport:
         self.legs.plugin.maintenance = self.refresh_maintenance()
         self.sweep()
-        report = self.legs.run(new_run_id())
+        report = self.legs.run(new_run_id(slot_start))
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays
         # flat; everything alive after the first run (modules, plugins, registry, sinks) lives as

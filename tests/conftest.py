@@ -105,7 +105,6 @@ def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra
         "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": "2",
         "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS": "8",
         "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": "3",
-        "PAYMENT_PROBE_SLOW_SECONDS": "0.5",
         "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool"),
         "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
     }
@@ -128,6 +127,8 @@ class Probe:
 
     def run(self, *faults: str, legs: str | None = None, **extra: str) -> dict[str, Outcome]:
         self.sandbox.faults.replace(faults)
+        if "billing_slow" in faults:  # the sandbox's slow answer (0.6 s) must be over the budget
+            extra.setdefault("PAYMENT_PROBE_SLOW_SECONDS", "0.5")
         config = self.config(**extra)
         sink = MemorySink()
         args = ["-k", legs] if legs else []
@@ -139,3 +140,38 @@ class Probe:
 @pytest.fixture
 def probe(sandbox: SandboxServer, database_url: str, tmp_path: Path) -> Probe:
     return Probe(sandbox, database_url, tmp_path)
+
+
+RSS_CHILD = """
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+from runner.legrun import LegRunner
+from runner.signals.plugin import SignalsPlugin
+from runner.signals.sink import MemorySink
+from synthetics.config import load_config
+
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+config = load_config()
+LegRunner(config, SignalsPlugin([MemorySink()]), ["-k", "test_billing_state"], quiet=True).run("warm")
+before = peak_mb()
+report = LegRunner(config, SignalsPlugin([MemorySink()]), ["-k", sys.argv[1]], quiet=True).run("measured")
+print(json.dumps({"grown_mb": peak_mb() - before,
+                  "outcomes": {o.leg: [o.result, o.reason] for o in report.outcomes}}))
+"""
+
+
+def legs_in_own_process(env: dict[str, str], legs: str) -> dict[str, Any]:
+    """Run ``legs`` in a fresh process of the test's own: its peak RSS growth over a warm-up run
+    is the leg's alone (the test process's high-water mark would hide it behind earlier tests)."""
+    import json
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENT_PROBE_", "RAZORPAY_", "NEW_RELIC_"))}
+    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, legs], env={**base, **env}, capture_output=True,
+                          text=True, timeout=180, cwd=REPO, check=True)
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

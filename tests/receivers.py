@@ -87,8 +87,17 @@ class ConnectionCounter:
             conn.close()
 
     def stop(self) -> None:
+        """Stop, then count what still waits in the accept backlog: no connection can escape."""
         self._stop.set()
         self.thread.join(2)
+        self.sock.setblocking(False)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                break
+            self.count += 1
+            conn.close()
         self.sock.close()
 
 

@@ -75,7 +75,14 @@ def test_secrets_are_not_in_the_repr() -> None:
     assert "tok_abcdef" not in repr(config) and "whsec_zz" not in repr(config)
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), [BAD_VALUES[3], BAD_VALUES[0], BAD_VALUES[19]])
+def _case(variable: str, value: str) -> tuple[str, str, str]:
+    return next(c for c in BAD_VALUES if c[0] == variable and c[1] == value)
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    _case("PAYMENT_PROBE_INTERVAL_SECONDS", "0"), _case("PAYMENT_PROBE_ENABLED", "maybe"),
+    _case("PAYMENT_PROBE_DATABASE_URL", "mysql://u:hunter2@db/x"),
+], ids=["interval", "flag", "database-url"])
 def test_runner_exits_2_with_one_line(variable: str, value: str, message: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAYMENT_PROBE_")}
     env.update({"PAYMENT_PROBE_ENABLED": "1", variable: value})
@@ -85,3 +92,28 @@ def test_runner_exits_2_with_one_line(variable: str, value: str, message: str) -
     assert proc.stderr.strip().splitlines() == [f"payment-probe: {message}"]
     assert proc.stdout == ""
     assert "hunter2" not in proc.stderr
+
+
+SECRET_CASES = [  # every secret-bearing variable, with a bad value around a canary: named, never echoed
+    ("PAYMENT_PROBE_DATABASE_URL", "mysql://u:CANARYpw1@db/x"),
+    ("PAYMENT_PROBE_BASE_URL", "htp://user:CANARYpw2@host"),
+    ("PAYMENT_PROBE_BASE_URL", "https://user:CANARYpw3@host:44x3"),
+    ("PAYMENT_PROBE_EVENTS_URL", "https://user:CANARYpw4@host:44x3"),
+    ("PAYMENT_PROBE_EVENTS_URL", "collector://user:CANARYpw5@host"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), SECRET_CASES, ids=lambda v: v.split(":")[0])
+def test_a_secret_in_a_bad_value_is_never_echoed(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({variable: value})
+    assert info.value.variable == variable and str(info.value).startswith(f"{variable}: expected")
+    assert "CANARY" not in str(info.value) and "user:" not in str(info.value)
+
+
+@pytest.mark.parametrize("variable", ["PAYMENT_PROBE_API_TOKEN", "RAZORPAY_TEST_WEBHOOK_SECRET", "NEW_RELIC_INSERT_KEY",
+                                      "PAYMENT_PROBE_DATABASE_URL"])
+def test_secret_settings_print_as_a_mask(variable: str) -> None:
+    value = "postgresql://u:CANARYsecret@db/x" if variable == "PAYMENT_PROBE_DATABASE_URL" else "CANARYsecret"
+    config = load_config({variable: value})
+    assert "CANARY" not in repr(config) and "CANARY" not in str(config)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import signal
 import threading
 import time
@@ -22,6 +21,7 @@ from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start
 from sandbox.tls import make_tls
+from synthetics.registry import LEGS
 
 from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, free_port, probe_env, query
 from test_runner import cli, spawn, wait_for
@@ -40,7 +40,6 @@ BAD_ANSWERS = [
 
 
 def test_bad_answers_fail_with_a_reason_and_the_next_run_is_normal(probe: Probe) -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for fault, env, reason in BAD_ANSWERS:
         started = time.monotonic()
         outcome = probe.run(fault, legs="test_invoices_reachable", **env)["invoices_reachable"]
@@ -48,8 +47,7 @@ def test_bad_answers_fail_with_a_reason_and_the_next_run_is_normal(probe: Probe)
         assert time.monotonic() - started < 8 + 2  # inside the leg timeout (8 s) plus session overhead
         healthy = probe.run(legs="not upgrade_webhook_e2e")
         assert {o.result for o in healthy.values()} == {"pass"}, fault
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mb < 64  # bounded: the 1 MiB cap, not the 100 MB the server would send
+    # Memory stays bounded too: measured in a process of its own, test_reachability_legs.py.
 
 
 def test_api_down_fails_every_http_leg_then_recovers(probe: Probe) -> None:
@@ -90,7 +88,7 @@ def test_postgres_down_at_start_then_back(own_pg: EmbeddedPostgres, own_sandbox:
     proc = spawn("run", env=env)
     try:
         spool = tmp_path / "spool" / "audit-audit_log.jsonl"
-        wait_for(lambda: spool.exists() and len(spool.read_text().splitlines()) >= 10, 60, "two spooled runs")
+        wait_for(lambda: spool.exists() and len(spool.read_text().splitlines()) >= 2 * len(LEGS), 60, "two spooled runs")
         rows = [json.loads(line) for line in spool.read_text().splitlines()]
         by_leg = {r["leg"]: (r["result"], r["reason"]) for r in rows}
         assert by_leg["upgrade_webhook_e2e"] == ("degraded", "mint_failed")
@@ -117,7 +115,12 @@ def test_postgres_dying_mid_upgrade_leg(own_pg: EmbeddedPostgres, own_sandbox: S
     plugin = SignalsPlugin(build_sinks(config, metrics), on_sink_error=count_sink_error(metrics))
     runner = LegRunner(config, plugin, ["-k", "test_upgrade_webhook_e2e"], quiet=True)
     own_sandbox.faults.replace(["upgrade_no_flip"])
-    killer = threading.Timer(1.0, own_pg.stop)
+    def kill_once_minted() -> None:  # the event itself, not a guess of how long minting takes
+        wait_for(lambda: query(own_pg.url, "SELECT count(*) FROM teams WHERE is_test_cohort")[0][0] > 0,
+                 60, "a minted cohort team", step=0.02)
+        own_pg.stop()
+
+    killer = threading.Thread(target=kill_once_minted)
     killer.start()
     report = runner.run("dying")
     killer.join()

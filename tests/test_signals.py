@@ -81,7 +81,8 @@ FAULTS = [
 @pytest.mark.parametrize("faults", FAULTS, ids=lambda f: "+".join(f) or "healthy")
 def test_four_signals_agree(probe: Probe, collector: EventCollector, database_url: str,
                             faults: tuple[str, ...]) -> None:
-    w = wired(probe, collector)
+    slow = {"PAYMENT_PROBE_SLOW_SECONDS": "0.5"} if "billing_slow" in faults else {}  # over the 0.6 s answer
+    w = wired(probe, collector, **slow)
     probe.sandbox.faults.replace(faults)
     report = w.run()
     assert len(report.outcomes) == len(LEGS)
@@ -278,11 +279,12 @@ def test_db_outage_drill_loses_nothing(tmp_path: Path) -> None:
             sandbox.stop()
 
 
-def test_outage_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_outage_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
     logger = logging.getLogger("payment_probe")
-    logger.propagate = True
+    monkeypatch.setattr(logger, "propagate", True)  # restored after the test
     errors: list[str] = []
     sink = AuditSink(Secret("postgresql://postgres@127.0.0.1:1/x"), "audit_log", tmp_path / "s.jsonl",
                      on_error=errors.append)
