@@ -366,7 +366,9 @@ def test_probe_role_cannot_touch_a_real_team(probe_role: str, database_url: str)
             conn.execute("TRUNCATE teams")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):  # RLS: only cohort rows may be inserted
             conn.execute("INSERT INTO teams (id, name, plan_tier) VALUES (gen_random_uuid(), 'x', 'pro')")
-        assert conn.execute("SELECT count(*) FROM teams").fetchone() == (2,)
+        # Customers' teams are invisible to it: it only ever reads its own cohort rows.
+        assert conn.execute("SELECT name FROM teams WHERE NOT is_test_cohort").fetchall() == []
+        assert conn.execute("SELECT count(*) FROM teams").fetchone() == (0,)
     assert query(database_url, "SELECT count(*) FROM teams") == [(2,)]
 
 
@@ -388,3 +390,12 @@ def test_the_runner_works_under_the_probe_role(probe_role: str, sandbox: Sandbox
         assert leader.is_leader() and leader.claim(slot) and not leader.claim(slot)
     finally:
         leader.close()
+    # the sweep, and the status page's reads (audit rows, the roll-up, maintenance), under the role too
+    swept = cli("sweep", env={"PAYMENT_PROBE_DATABASE_URL": probe_role})
+    assert (swept.returncode, swept.stdout.strip()) == (0, "0")
+    from runner.status import StatusSource
+
+    snapshot = StatusSource(Secret(probe_role), "audit_log", 300).snapshot()
+    assert snapshot["history_available"] is True
+    assert {leg["result"] for leg in snapshot["legs"]} == {"pass"}
+    assert all(leg["uptime"]["24h"] == 100.0 for leg in snapshot["legs"])

@@ -1,8 +1,10 @@
 -- Least privilege for the prober (run as the owner of `teams`, after `payment-probe migrate`).
 --
--- The prober may: insert rows into audit_log; use its leadership table; read teams; insert
--- cohort teams; delete cohort teams. It may never update a team, and row-level security makes
--- a DELETE that names any other row (however it is crafted) delete nothing.
+-- The prober may: insert rows into audit_log (the hourly roll-up is kept by the owner's trigger)
+-- and read them back for /status; use its leadership table; read maintenance windows; read,
+-- insert and delete cohort teams only. It may never update a team, row-level security makes a
+-- DELETE that names any other row (however it is crafted) delete nothing, and it cannot read a
+-- customer's team at all (it only ever polls its own cohort rows).
 --
 -- Set the password out of band:  ALTER ROLE payment_probe PASSWORD '...';
 
@@ -15,6 +17,8 @@ END $$;
 
 GRANT USAGE ON SCHEMA public TO payment_probe;
 GRANT SELECT, INSERT ON audit_log TO payment_probe;
+GRANT SELECT ON audit_log_hourly TO payment_probe;
+GRANT SELECT ON payment_probe_maintenance TO payment_probe;
 GRANT SELECT, INSERT, DELETE ON payment_probe_slots TO payment_probe;
 GRANT SELECT, INSERT, DELETE ON teams TO payment_probe;
 REVOKE UPDATE, TRUNCATE ON teams FROM payment_probe;
@@ -26,9 +30,11 @@ DROP POLICY IF EXISTS payment_probe_others_unchanged ON teams;
 CREATE POLICY payment_probe_others_unchanged ON teams
   USING (current_user <> 'payment_probe') WITH CHECK (current_user <> 'payment_probe');
 
--- The prober reads every team (it polls its cohort team's tier).
+-- The prober reads its cohort teams only (it polls its cohort team's tier); customers' teams,
+-- names included, are invisible to it.
 DROP POLICY IF EXISTS payment_probe_read ON teams;
-CREATE POLICY payment_probe_read ON teams FOR SELECT TO payment_probe USING (true);
+CREATE POLICY payment_probe_read ON teams FOR SELECT TO payment_probe
+  USING (is_test_cohort AND starts_with(name, 'payment-probe-cohort-'));
 
 -- It inserts only hobby-tier cohort teams under its own name prefix.
 DROP POLICY IF EXISTS payment_probe_insert_cohort ON teams;
