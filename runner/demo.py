@@ -6,8 +6,10 @@ removes the temporary cluster.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
-import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -17,7 +19,8 @@ from runner.app import App, StartupError
 from runner.embedded_pg import EmbeddedPostgres, free_port
 from runner.legrun import RunReport
 from runner.signals.table import outcome_table
-from synthetics.config import DEFAULT_METRICS_PORT, load_config
+from synthetics.config import DEFAULT_METRICS_PORT, ProbeConfig
+from synthetics.secret import Secret
 
 DEMO_SECRET = "whsec_demo_only_not_a_real_secret"
 DEMO_PLAN = "plan_test_pro"
@@ -41,20 +44,23 @@ def print_run(report: RunReport) -> None:
     print(format_run(report), flush=True)
 
 
-def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> int:
+def run_demo(base: ProbeConfig, faults: list[str], interval: float, metrics_port: int | None) -> int:
+    """``base`` is the operator's validated configuration: the demo replaces what it must (the
+    sandbox's URL, the embedded database, the private CA) and keeps the rest."""
     from sandbox.faults import UnknownFault
     from sandbox.server import SandboxSettings, start
+    from sandbox.tls import make_tls
 
     port = metrics_port or DEFAULT_METRICS_PORT
     if metrics_port is None and not _port_free(port):
         port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="payment-probe-demo-"))
-    pg = EmbeddedPostgres(workdir / "pg")
-    print("starting embedded Postgres ...", flush=True)
-    database_url = pg.start()
-    try:
-        from sandbox.tls import make_tls
-
+    with contextlib.ExitStack() as cleanup:  # every path out stops and removes what was started
+        workdir = Path(tempfile.mkdtemp(prefix="payment-probe-demo-"))
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        pg = EmbeddedPostgres(workdir / "pg")
+        print("starting embedded Postgres ...", flush=True)
+        database_url = pg.start()
+        cleanup.callback(pg.destroy)
         # HTTPS with a private CA, as a platform team's billing API would have it.
         tls = make_tls(workdir / "ca.pem", cert_days=90, hostnames=("localhost", "127.0.0.1"))
         try:
@@ -63,48 +69,40 @@ def run_demo(faults: list[str], interval: float, metrics_port: int | None) -> in
         except UnknownFault as exc:
             print(f"payment-probe: --fault: {exc}", file=sys.stderr)
             return 2
-        env = dict(os.environ)
-        env.update({
-            "PAYMENT_PROBE_ENABLED": "1",
-            "PAYMENT_PROBE_BASE_URL": sandbox.url,
-            "PAYMENT_PROBE_DATABASE_URL": database_url,
-            "RAZORPAY_TEST_WEBHOOK_SECRET": DEMO_SECRET,
-            "PAYMENT_PROBE_TEST_PLAN_ID_PRO": DEMO_PLAN,
-            "PAYMENT_PROBE_INTERVAL_SECONDS": str(interval),
-            "PAYMENT_PROBE_METRICS_PORT": str(port),
-            "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
-            "PAYMENT_PROBE_ENVIRONMENT": env.get("PAYMENT_PROBE_ENVIRONMENT", "demo"),
-            "PAYMENT_PROBE_SPOOL_DIR": str(workdir / "spool"),
-            "PAYMENT_PROBE_CA_BUNDLE": str(tls.ca_path),
-            "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS": env.get("PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", "20"),
-            "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": env.get("PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", "5"),
-            "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": env.get("PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", "10"),
-        })
-        config = load_config(env)
+        cleanup.callback(sandbox.stop)
+        config = dataclasses.replace(
+            base, enabled=True, base_url=sandbox.url, database_url=Secret(database_url),
+            webhook_secret=Secret(DEMO_SECRET), test_plan_id_pro=DEMO_PLAN, interval_seconds=interval,
+            metrics_port=port, metrics_host="127.0.0.1", environment=base.environment or "demo",
+            spool_dir=str(workdir / "spool"), ca_bundle=str(tls.ca_path),
+            # Shorter waits than production's, unless the operator set their own.
+            leg_timeout_seconds=_unless_set(base, "leg_timeout_seconds", 20.0),
+            http_timeout_seconds=_unless_set(base, "http_timeout_seconds", 5.0),
+            upgrade_wait_seconds=_unless_set(base, "upgrade_wait_seconds", 10.0),
+        )
         # The table is the demo's output; per-run bookkeeping lines would interleave with it.
         logging.getLogger("payment_probe.audit").setLevel(logging.WARNING)
         log_path = workdir / "outcomes.jsonl"
-        with open(log_path, "a") as log_stream:
-            try:
-                # No Prometheus scrapes the demo: its first run need not wait for one.
-                app = App(config, on_run=print_run, log_stream=log_stream, quiet_pytest=True,
-                          first_run_grace_seconds=0.0)
-            except StartupError as exc:
-                print(f"payment-probe: {exc}", file=sys.stderr)
-                return 2
-            print(f"sandbox billing API  {sandbox.url}   faults: {', '.join(faults) or 'none'}")
-            print(f"private CA (trusted) {tls.ca_path}   (PAYMENT_PROBE_CA_BUNDLE)")
-            print(f"metrics              http://127.0.0.1:{port}/metrics   (health: /healthz)")
-            print(f"status page          http://127.0.0.1:{port}/status    (machines: /status.json)")
-            print(f"JSON outcome log     {log_path}")
-            print(f"switch faults live   curl --cacert {tls.ca_path} -X POST {sandbox.url}/_sandbox/faults "
-                  "-d '{\"faults\": [\"webhook_accept_unsigned\"]}'")
-            print(f"running every {interval:g}s; Ctrl-C to stop", flush=True)
-            app.run_forever()
-        sandbox.stop()
+        log_stream = cleanup.enter_context(open(log_path, "a"))
+        try:
+            # No Prometheus scrapes the demo: its first run need not wait for one.
+            app = App(config, on_run=print_run, log_stream=log_stream, quiet_pytest=True,
+                      first_run_grace_seconds=0.0).start()
+        except StartupError as exc:
+            print(f"payment-probe: {exc}", file=sys.stderr)
+            return 2
+        print(f"sandbox billing API  {sandbox.url}   faults: {', '.join(faults) or 'none'}")
+        print(f"private CA (trusted) {tls.ca_path}   (PAYMENT_PROBE_CA_BUNDLE)")
+        print(f"metrics              http://127.0.0.1:{port}/metrics   (health: /healthz)")
+        print(f"status page          http://127.0.0.1:{port}/status    (machines: /status.json)")
+        print(f"JSON outcome log     {log_path}")
+        print(f"switch faults live   curl --cacert {tls.ca_path} -X POST {sandbox.url}/_sandbox/faults "
+              "-d '{\"faults\": [\"webhook_accept_unsigned\"]}'")
+        print(f"running every {interval:g}s; Ctrl-C to stop", flush=True)
+        app.run_forever()
         return 0
-    finally:
-        pg.destroy()
-        import shutil
 
-        shutil.rmtree(workdir, ignore_errors=True)
+
+def _unless_set(base: ProbeConfig, name: str, demo_value: float) -> float:
+    value = getattr(base, name)
+    return demo_value if value == ProbeConfig.__dataclass_fields__[name].default else float(value)

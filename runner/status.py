@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.signals.audit import hourly_table, regclass, table_identifier
 from runner.signals.outcome import Outcome
+from runner.timefmt import utc_iso
 from synthetics import db
 from synthetics.registry import LEGS
 from synthetics.secret import Secret
@@ -27,7 +28,7 @@ MAX_INCIDENTS = 20
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None if value is None else utc_iso(value, "seconds")
 
 
 def _sql(table: str) -> dict[str, Any]:

@@ -11,8 +11,6 @@ import re
 import threading
 from collections.abc import Iterable
 
-ENDPOINTS = ("checkout", "billing", "invoices", "webhook")
-
 NAMED_FAULTS = frozenset(
     {
         "checkout_500", "checkout_502_json", "checkout_502_html", "checkout_402", "checkout_404",

@@ -249,7 +249,8 @@ def load_config(
 ) -> ProbeConfig:
     """Build the config from ``env`` (default ``os.environ``); keyword overrides win (pytest options)."""
     env = os.environ if env is None else env
-    region = (_text(env, "NEW_RELIC_REGION") or "US").upper()
+    D = ProbeConfig()  # the defaults live in one place: the dataclass
+    region = (_text(env, "NEW_RELIC_REGION") or D.new_relic_region).upper()
     if region not in ("US", "EU"):
         raise ConfigError("NEW_RELIC_REGION", "US or EU", env.get("NEW_RELIC_REGION"))
 
@@ -262,8 +263,8 @@ def load_config(
     client_key = parse_pem_file(env, "PAYMENT_PROBE_CLIENT_KEY")
     if client_key and not client_cert:
         raise ConfigError("PAYMENT_PROBE_CLIENT_CERT", "a readable PEM file (PAYMENT_PROBE_CLIENT_KEY is set)")
-    warn_days = parse_days(env, "PAYMENT_PROBE_CERT_WARN_DAYS", 21)
-    fail_days = parse_days(env, "PAYMENT_PROBE_CERT_FAIL_DAYS", 7)
+    warn_days = parse_days(env, "PAYMENT_PROBE_CERT_WARN_DAYS", D.cert_warn_days)
+    fail_days = parse_days(env, "PAYMENT_PROBE_CERT_FAIL_DAYS", D.cert_fail_days)
     if fail_days >= warn_days:
         raise ConfigError("PAYMENT_PROBE_CERT_FAIL_DAYS", f"fewer days than PAYMENT_PROBE_CERT_WARN_DAYS ({warn_days})",
                           str(fail_days))
@@ -276,7 +277,7 @@ def load_config(
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
     return ProbeConfig(
-        enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", False),
+        enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", D.enabled),
         base_url=parse_http_url(base_source, base_url or _text(env, "PAYMENT_PROBE_BASE_URL")),
         api_token=_secret(api_token or _text(env, "PAYMENT_PROBE_API_TOKEN")),
         database_url=_secret(parse_database_url(
@@ -284,24 +285,25 @@ def load_config(
         )),
         webhook_secret=_secret(_text(env, "RAZORPAY_TEST_WEBHOOK_SECRET")),
         test_plan_id_pro=_text(env, "PAYMENT_PROBE_TEST_PLAN_ID_PRO"),
-        interval_seconds=parse_seconds(env, "PAYMENT_PROBE_INTERVAL_SECONDS", 300.0),
-        http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", 15.0),
-        leg_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", 60.0),
-        metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", DEFAULT_METRICS_PORT),
-        metrics_host=_text(env, "PAYMENT_PROBE_METRICS_HOST") or "0.0.0.0",
+        interval_seconds=parse_seconds(env, "PAYMENT_PROBE_INTERVAL_SECONDS", D.interval_seconds),
+        http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", D.http_timeout_seconds),
+        leg_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", D.leg_timeout_seconds),
+        metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", D.metrics_port),
+        metrics_host=_text(env, "PAYMENT_PROBE_METRICS_HOST") or D.metrics_host,
         new_relic_account_id=account,
         new_relic_insert_key=_secret(_text(env, "NEW_RELIC_INSERT_KEY")),
         new_relic_region=region,
         events_url=parse_http_url("PAYMENT_PROBE_EVENTS_URL", _text(env, "PAYMENT_PROBE_EVENTS_URL")),
         slow_seconds=optional_seconds("PAYMENT_PROBE_SLOW_SECONDS"),
         upgrade_slow_seconds=optional_seconds("PAYMENT_PROBE_UPGRADE_SLOW_SECONDS"),
-        upgrade_wait_seconds=parse_seconds(env, "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", 30.0),
-        expected_tier=_text(env, "PAYMENT_PROBE_EXPECTED_TIER") or "pro",
-        checkout_plan_id=_text(env, "PAYMENT_PROBE_CHECKOUT_PLAN_ID") or "pro",
-        webhook_path=parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", "/razorpay/webhook"),
+        upgrade_wait_seconds=parse_seconds(env, "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", D.upgrade_wait_seconds),
+        expected_tier=_text(env, "PAYMENT_PROBE_EXPECTED_TIER") or D.expected_tier,
+        checkout_plan_id=_text(env, "PAYMENT_PROBE_CHECKOUT_PLAN_ID") or D.checkout_plan_id,
+        webhook_path=parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", D.webhook_path),
         environment=_text(env, "PAYMENT_PROBE_ENVIRONMENT"),
-        audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", "audit_log"),
-        spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR"),
+        audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", D.audit_table),
+        spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR") or os.path.join(
+            _text(env, "XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "payment-probe"),
         ca_bundle=ca_bundle,
         client_cert=client_cert,
         client_key=client_key,

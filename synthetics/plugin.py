@@ -39,8 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "prod_safe: non-charging, contract-only leg")
-    config.addinivalue_line("markers", "upgrade: TEST-mode money-path leg (DB + TEST secret)")
+    config.addinivalue_line("markers", "prod_safe: non-charging, contract-only leg, safe against production")
+    config.addinivalue_line(
+        "markers", "upgrade: TEST-mode money-path leg; needs the database and the TEST webhook secret")
     # The runner hands in an already validated config (ProvidedConfig); others read the env.
     if CONFIG_KEY not in config.stash:
         config.stash[CONFIG_KEY] = _config_from_options(config)

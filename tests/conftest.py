@@ -8,7 +8,6 @@ each other's rows.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 
 warnings.filterwarnings("ignore", module="platformdirs")
 
-from runner.embedded_pg import EmbeddedPostgres  # noqa: E402
+from runner.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402, F401 - free_port: the tests' one
 from runner.legrun import LegRunner  # noqa: E402
 from runner.signals.outcome import Outcome  # noqa: E402
 from runner.signals.plugin import SignalsPlugin  # noqa: E402
@@ -34,12 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec_tests_5f1e0c"
 PLAN_ID = "plan_test_pro_tests"
 pytest_plugins = ["pytester"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -418,7 +418,11 @@ def test_healthz_turns_503_when_the_loop_is_stuck(probe: Probe) -> None:
     runner, _ = _loop(probe, [MemorySink()])
     ok, detail = runner.health()
     assert ok and detail["status"] == "ok"
-    runner.last_heartbeat -= runner.stale_after_seconds() + 1
+    # The bound: every leg's timeout, plus six 15 s database guards and two 5 s sink budgets.
+    assert runner.stale_after_seconds() == len(LEGS) * runner.config.leg_timeout_seconds + 6 * 15 + 2 * 5
+    runner.last_heartbeat -= runner.stale_after_seconds() - 1
+    assert runner.health()[0]  # just inside the bound: still healthy
+    runner.last_heartbeat -= 2
     ok, detail = runner.health()
     assert not ok and detail["status"] == "stuck"
 

@@ -168,6 +168,19 @@ def test_reap_that_fails_fails_the_leg(probe: Probe, database_url: str) -> None:
     assert outcome.metadata["phase"] == "teardown"
 
 
+def test_a_reap_that_deletes_no_row_while_the_team_exists_fails_the_leg(probe: Probe, database_url: str) -> None:
+    # The team stops being a cohort row mid-leg (a migration, a human): the pinned DELETE finds
+    # nothing, the team is still there, and the leg says so instead of passing silently.
+    query(database_url, """CREATE FUNCTION uncohort() RETURNS trigger AS $$ BEGIN
+        UPDATE teams SET is_test_cohort = false WHERE id = NEW.id; RETURN NULL; END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER uncohort AFTER UPDATE OF plan_tier ON teams FOR EACH ROW
+          WHEN (NEW.is_test_cohort) EXECUTE FUNCTION uncohort();""")
+    outcome = probe.run(legs="test_upgrade_webhook_e2e")["upgrade_webhook_e2e"]
+    assert (outcome.result, outcome.reason) == ("fail", "reap_failed")
+    assert outcome.detail.endswith("still exists: the reap deleted no row")
+    assert query(database_url, "SELECT count(*) FROM teams WHERE NOT is_test_cohort") == [(1,)]
+
+
 def test_cohort_team_shape(probe: Probe, database_url: str) -> None:
     query(database_url, """CREATE TABLE minted AS SELECT * FROM teams WITH NO DATA;
         CREATE FUNCTION keep_mint() RETURNS trigger AS $$ BEGIN

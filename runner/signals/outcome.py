@@ -11,9 +11,9 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from runner.timefmt import utc_iso
 from synthetics.leg_report import DETAIL_LIMIT, DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 
 Result = Literal["pass", "degraded", "fail"]
@@ -48,9 +48,7 @@ class Outcome:
 
     @property
     def timestamp_iso(self) -> str:
-        return datetime.fromtimestamp(self.timestamp, UTC).isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
-        )
+        return utc_iso(self.timestamp)
 
     def summary(self) -> dict[str, Any]:
         """The five fields `run --once --json` and `--probe-json` print, in that order."""

@@ -19,9 +19,8 @@ log = logging.getLogger("payment_probe.signals")
 
 
 def spool_path(config: ProbeConfig) -> Path:
-    base = config.spool_dir or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "payment-probe"
-    )
+    """The spool file; the directory was resolved with the rest of the settings (load_config)."""
+    base = config.spool_dir or os.path.expanduser("~/.local/state/payment-probe")
     return Path(base) / f"audit-{config.audit_table}.jsonl"
 
 
