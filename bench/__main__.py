@@ -49,6 +49,8 @@ def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: s
         "PAYMENT_PROBE_TEST_PLAN_ID_PRO": PLAN, "PAYMENT_PROBE_SPOOL_DIR": str(spool),
         "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
     }
+    if sandbox.settings.tls is not None:  # the production shape: HTTPS behind a private CA
+        env["PAYMENT_PROBE_CA_BUNDLE"] = str(sandbox.settings.tls.ca_path)
     env.update(extra)
     return env
 
@@ -90,6 +92,8 @@ def bench_overhead(sandbox: SandboxServer, database_url: str, workdir: Path, rep
     devnull = open(os.devnull, "w")  # noqa: SIM115
     runner = LegRunner(config, SignalsPlugin(build_sinks(config, metrics, log_stream=devnull)), quiet=True)
     session = requests.Session()
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE silently overrides session.verify
+    session.verify = str(sandbox.settings.tls.ca_path) if sandbox.settings.tls else True
     prober, bare = [], []
     runner.run("warmup")
     bare_run(sandbox.url, database_url, session)
@@ -213,15 +217,13 @@ def _fidelity(server: SandboxServer, database_url: str, workdir: Path, reps: int
 
 def bench_fidelity(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
     """Latency fidelity over HTTP and over HTTPS (a private CA), phase by phase against blackbox."""
-    from sandbox.tls import make_tls
-
-    tls = make_tls(workdir / "bench-ca.pem", hostnames=("127.0.0.1",))
-    https = start(SandboxSettings(database_url=database_url, webhook_secret=SECRET, plan_id_pro=PLAN, tls=tls))
+    assert sandbox.settings.tls is not None
+    plain = start(SandboxSettings(database_url=database_url, webhook_secret=SECRET, plan_id_pro=PLAN))
     try:
-        return {"http": _fidelity(sandbox, database_url, workdir, reps, None),
-                "https": _fidelity(https, database_url, workdir, reps, tls.ca_path)}
+        return {"http": _fidelity(plain, database_url, workdir, reps, None),
+                "https": _fidelity(sandbox, database_url, workdir, reps, sandbox.settings.tls.ca_path)}
     finally:
-        https.stop()
+        plain.stop()
 
 
 def bench_status(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
@@ -329,8 +331,7 @@ def bench_footprint(sandbox: SandboxServer, database_url: str, workdir: Path) ->
     blackbox = shutil.which("prometheus-blackbox-exporter")
     if blackbox:
         bport = free_port()
-        cfg = workdir / "blackbox-idle.yml"
-        cfg.write_text("modules:\n  http_2xx:\n    prober: http\n")
+        cfg = _blackbox_module(workdir, sandbox.settings.tls.ca_path if sandbox.settings.tls else None)
         bb = subprocess.Popen([blackbox, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{bport}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -354,6 +355,8 @@ warnings.filterwarnings("ignore")
 from bench.__main__ import bare_run
 base, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 session = requests.Session()
+session.trust_env = False
+session.verify = sys.argv[4] or True
 bare_run(base, url, session)
 c0, t0 = time.process_time(), time.perf_counter()
 for _ in range(n):
@@ -421,7 +424,8 @@ def bench_production(sandbox: SandboxServer, database_url: str, workdir: Path, r
         proc.wait(30)
     n = end[0] - start[0]
     prober_cpu = (end[1] - start[1]) / n
-    bare = subprocess.run([sys.executable, "-c", BARE_CHILD, sandbox.url, database_url, str(runs)], cwd=REPO,
+    ca = str(sandbox.settings.tls.ca_path) if sandbox.settings.tls else ""
+    bare = subprocess.run([sys.executable, "-c", BARE_CHILD, sandbox.url, database_url, str(runs), ca], cwd=REPO,
                           capture_output=True, text=True, check=True).stdout.split()
     floor = float(subprocess.run([sys.executable, "-c", FLOOR_CHILD, str(runs)], cwd=REPO, capture_output=True,
                                  text=True, check=True).stdout.split()[-1])
@@ -556,7 +560,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="payment-probe-bench-"))
     results: dict[str, Any] = {"machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     with EmbeddedPostgres(workdir / "pg") as pg:
-        sandbox = start(SandboxSettings(database_url=pg.url, webhook_secret=SECRET, plan_id_pro=PLAN))
+        from sandbox.tls import make_tls
+
+        tls = make_tls(workdir / "bench-ca.pem", hostnames=("127.0.0.1",))  # HTTPS, as in production
+        sandbox = start(SandboxSettings(database_url=pg.url, webhook_secret=SECRET, plan_id_pro=PLAN, tls=tls))
         try:
             steps = (("overhead", lambda: bench_overhead(sandbox, pg.url, workdir, reps)),
                      ("plugin", lambda: bench_plugin(sandbox, pg.url, workdir, reps)),

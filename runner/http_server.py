@@ -66,10 +66,6 @@ class ProbeHTTPServer:
     def port(self) -> int:
         return int(self._listener.getsockname()[1])
 
-    @property
-    def pending_connections(self) -> int:
-        return len(self._pending)
-
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="metrics-http-accept", daemon=True)
         self._thread.start()

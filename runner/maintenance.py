@@ -70,8 +70,12 @@ def check_window(length_seconds: float, reason: str) -> str:
     return reason
 
 
+def _exists(conn: Any) -> bool:
+    return conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is not None
+
+
 def ensure_table(conn: Any) -> None:
-    if conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is None:
+    if not _exists(conn):
         conn.execute(TABLE_DDL)
 
 
@@ -102,7 +106,7 @@ def end_open(database_url: Secret) -> list[Window]:
 
 def open_and_upcoming(conn: Any) -> list[Window]:
     """Windows open now or starting later, soonest first; none when the table does not exist yet."""
-    if conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is None:
+    if not _exists(conn):
         return []
     rows = conn.execute(
         "SELECT id, starts_at, ends_at, reason, opened_by FROM payment_probe_maintenance "
@@ -119,7 +123,7 @@ def list_windows(database_url: Secret) -> list[Window]:
 def open_now(database_url: Secret) -> Window | None:
     """The window open right now (the one ending last), or None. Raises on a database error."""
     with db.session(database_url) as conn:
-        if conn.execute("SELECT to_regclass('payment_probe_maintenance')").fetchone()[0] is None:
+        if not _exists(conn):
             return None
         row = conn.execute(
             "SELECT id, starts_at, ends_at, reason, opened_by FROM payment_probe_maintenance "

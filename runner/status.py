@@ -8,7 +8,6 @@ built from the runner's in-memory recent outcomes and says the history is unavai
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -212,9 +211,3 @@ def _day(day: Any, by_day: dict[Any, tuple[int, int]]) -> dict[str, Any]:
         return {"day": day.isoformat(), "result": "no_data", "runs": 0}
     rank, count = found
     return {"day": day.isoformat(), "result": ("pass", "degraded", "fail")[rank], "runs": int(count)}
-
-
-def timed_snapshot(source: StatusSource) -> tuple[dict[str, Any], float]:
-    started = time.perf_counter()
-    data = source.snapshot()
-    return data, time.perf_counter() - started

@@ -11,8 +11,6 @@ import time
 import uuid
 from typing import Any
 
-from synthetics.db import connect  # noqa: F401 - the leg's connection: every wait bounded
-
 COHORT_PREFIX = "payment-probe-cohort-"
 
 

@@ -56,9 +56,6 @@ class ProbeClient:
             if self.base_url.startswith("https://") else None
         )
 
-    def close(self) -> None:
-        """Nothing to release: every exchange closes its own connection."""
-
     def request(
         self,
         method: str,

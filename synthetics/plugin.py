@@ -127,14 +127,11 @@ def leg_record(request: pytest.FixtureRequest) -> LegRecord:
 
 
 @pytest.fixture
-def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> Iterator[ProbeClient]:
+def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> ProbeClient:
+    """Every exchange opens and closes its own connection: nothing to release afterwards."""
     if not probe_config.base_url:
         degrade("config_missing:PAYMENT_PROBE_BASE_URL")
-    client = ProbeClient(probe_config, on_phases=leg_record.add_phases)
-    try:
-        yield client
-    finally:
-        client.close()
+    return ProbeClient(probe_config, on_phases=leg_record.add_phases)
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,13 @@ def legs_in_own_process(env: dict[str, str], legs: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", RSS_CHILD, legs], env={**base, **env}, capture_output=True,
                           text=True, timeout=180, cwd=REPO, check=True)
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture
+def clean_probe_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No PAYMENT_PROBE_/NEW_RELIC_/RAZORPAY_ variable of the developer's shell leaks into a test;
+    the spool goes under the test's own tmp_path."""
+    for key in list(os.environ):
+        if key.startswith(("PAYMENT_PROBE_", "NEW_RELIC_", "RAZORPAY_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PAYMENT_PROBE_SPOOL_DIR", str(tmp_path / "spool"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +21,8 @@ from synthetics.failures import LegFailed
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("PAYMENT_PROBE_", "NEW_RELIC_", "RAZORPAY_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PAYMENT_PROBE_SPOOL_DIR", str(tmp_path / "spool"))
+def clean_env(clean_probe_env: None) -> None:
+    """Every session here sees only the variables its test sets."""
 
 
 def run_session(pytester: pytest.Pytester, body: str, *args: str, subprocess: bool = False) -> tuple[

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
@@ -33,13 +32,7 @@ def test_upgrade_webhook_e2e():
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("PAYMENT_PROBE_", "NEW_RELIC_", "RAZORPAY_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("PAYMENT_PROBE_SPOOL_DIR", str(tmp_path / "spool"))
+def clean_env(clean_probe_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")  # FAILED lines are cut at the terminal width
 
 
