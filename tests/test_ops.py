@@ -181,6 +181,7 @@ def test_critical_alert_holds_through_a_leader_kill_and_maintenance_silences_it(
         def survivor_ran_twice() -> bool:
             states.append(state())
             return runs_of(survivor_port) >= before + 2
+        # (None is a Prometheus API call that failed on a loaded machine, not an alert state.)
         try:
             wait_for(survivor_ran_twice, 120, "the other replica taking over", step=0.5)
         except AssertionError:
@@ -192,15 +193,16 @@ def test_critical_alert_holds_through_a_leader_kill_and_maintenance_silences_it(
         for _ in range(10):  # and a few seconds more, past the 6 s window of the dead leader's last run
             states.append(state())
             time.sleep(0.5)
-        assert set(states) == {"firing"}, states  # never resolved, never pending, through the takeover
+        seen = [s for s in states if s is not None]
+        assert len(seen) >= 5 and set(seen) == {"firing"}, states  # never resolved nor pending through the takeover
         opened = cli("maintenance", "start", "--for", "10m", "--reason", "drill", env=env)
         assert opened.returncode == 0, opened.stderr
-        at_open = runs_of(survivor_port)
         wait_for(lambda: state() == "inactive", 60, "the alert silenced by the window", step=0.5)
-        wait_for(lambda: runs_of(survivor_port) >= at_open + 2, 60, "outcomes still arriving", step=0.5)
-        rows = query(database_url, "SELECT count(*) FROM audit_log WHERE metadata->>'maintenance' = 'true' "
-                                   "AND leg = 'webhook_security' AND result = 'fail'")[0][0]
-        assert rows >= 2  # recorded, with the window on them
+
+        def recorded_in_the_window() -> int:  # outcomes keep arriving, each carrying the window
+            return int(query(database_url, "SELECT count(*) FROM audit_log WHERE metadata->>'maintenance' = 'true' "
+                                           "AND leg = 'webhook_security' AND result = 'fail'")[0][0])
+        wait_for(lambda: recorded_in_the_window() >= 2, 60, "failing outcomes recorded during the window", step=0.5)
     finally:
         prom.send_signal(signal.SIGTERM)
         for runner in runners:
