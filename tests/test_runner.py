@@ -242,6 +242,8 @@ def test_two_replicas_run_each_slot_once_and_fail_over(runner_env: dict[str, str
     b = spawn("run", env={**runner_env, "PAYMENT_PROBE_METRICS_PORT": str(free_port())})
     try:
         wait_for(lambda: _runs(database_url) >= 4, 60, "four runs")
+        # Both started on a fresh database at once (their table creation must not race) and live.
+        assert a.poll() is None and b.poll() is None
         slots = query(database_url, "SELECT replica FROM payment_probe_slots")
         assert _runs(database_url) <= len(slots)  # never a run without a claimed slot (exactness: below)
         leader = slots[0][0]
@@ -253,7 +255,13 @@ def test_two_replicas_run_each_slot_once_and_fail_over(runner_env: dict[str, str
         victim.kill()
         victim.communicate(timeout=10)
         before = _runs(database_url)
-        wait_for(lambda: _runs(database_url) >= before + 2, 60, "runs after failover")
+        try:
+            wait_for(lambda: _runs(database_url) >= before + 2, 60, "runs after failover")
+        except AssertionError:
+            survivor.terminate()
+            _, err = survivor.communicate(timeout=60)
+            raise AssertionError(f"no failover: runs {before} -> {_runs(database_url)}; survivor's log: "
+                                 f"{err[-4000:]}") from None
         replicas = [r[0] for r in query(database_url, "SELECT replica FROM payment_probe_slots ORDER BY slot_start")]
         assert replicas[-1] != leader
         assert survivor.poll() is None
