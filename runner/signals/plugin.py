@@ -193,7 +193,7 @@ class SignalsPlugin:
         self._collection_errors = []
         self._config = config.stash.get(CONFIG_KEY, None)
         self._run_id = config.stash.get(RUN_ID_KEY, "")
-        self._redactor = Redactor(self._config.secrets() if self._config else ())
+        self._redactor = redactor_of(config)  # the one the report scrubbing uses: secrets read once
         self._capman = config.pluginmanager.getplugin("capturemanager")
 
     @pytest.hookimpl(tryfirst=True)
