@@ -28,7 +28,7 @@ def judge_reachability(response: ProbeResponse, expect: Expect) -> None:
         if expect == "object_or_array" and not isinstance(body, dict | list):
             raise LegFailed("not_json", f"HTTP {status}: expected a JSON object or array")
         return
-    if 300 <= status < 400:
+    if 300 <= status < 400 and status != 304:  # 304 Not Modified is no redirect: it has no target
         where = response.headers.get("location", "")
         raise LegFailed(f"redirect:{status}", f"redirect to {where[:200]!r} (never followed)")
     if status in BLOCKED_BUT_ALIVE:

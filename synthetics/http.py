@@ -64,9 +64,14 @@ class ProbeClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         sign_with: Secret | None = None,
+        on_status: Callable[[int], None] | None = None,
     ) -> ProbeResponse:
         """One exchange. ``sign_with`` adds ``X-Razorpay-Signature`` = HMAC-SHA256 of ``body``,
-        computed here so the signature never sits in a leg's locals or a report."""
+        computed here so the signature never sits in a leg's locals or a report.
+
+        ``on_status`` judges the status line the moment it arrives (status before body): what it
+        raises ends the leg whatever the body then does (undecodable, too large, trickled).
+        """
         send = {
             "User-Agent": USER_AGENT,
             "X-Synthetic-Probe": "payment-probe",
@@ -76,21 +81,25 @@ class ProbeClient:
         }
         if body is not None:
             send.setdefault("Content-Type", "application/json")
-        if self._token:
-            send["Authorization"] = "Bearer " + self._token.reveal()
-        if sign_with is not None:
-            send["X-Razorpay-Signature"] = signing.sign(sign_with, body or b"")
         what = f"{method} {path}"
         try:
+            if self._token:
+                send["Authorization"] = "Bearer " + self._token.reveal()
+            if sign_with is not None:
+                send["X-Razorpay-Signature"] = signing.sign(sign_with, body or b"")
             response = wire.exchange(
                 method, self.base_url + path, headers=send, body=body, timeout=self.timeout,
                 context=self._context, max_body=MAX_BODY_BYTES,
+                on_head=None if on_status is None else lambda status, _headers: on_status(status),
             )
+        except wire.HeadRejected as exc:
+            self._report(exc.phases, True)
+            raise exc.cause from None
         except wire.WireError as exc:
-            send.clear()  # no header value (token, signature) outlives the exchange in a frame
             self._report(exc.phases, exc.answered)
             raise LegFailed(exc.kind, f"{what}: {exc.detail}") from None
-        send.clear()
+        finally:
+            send.clear()  # no header value (token, signature) outlives the exchange, on any path
         self._report(response.phases, True)
         return ProbeResponse(response.status, response.body, response.headers, sum(response.phases.values()))
 

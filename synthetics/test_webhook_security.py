@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -11,6 +12,18 @@ from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed
 from synthetics.http import ProbeClient, ProbeResponse
 from synthetics.plugin import LegRecord
+
+
+def _refuse_acceptance(reason: str) -> Callable[[int], None]:
+    """Status before body: a 2xx is the critical failure the moment its status line arrives,
+    whatever the body then does (undecodable, 2 MB, trickled, cut)."""
+
+    def judge(status: int) -> None:
+        if 200 <= status < 300:
+            raise LegFailed(reason, f"HTTP {status}: webhook without a valid signature accepted",
+                            severity="critical")
+
+    return judge
 
 
 def _judge_rejection(response: ProbeResponse, accepted_reason: str) -> LegFailed | None:
@@ -40,6 +53,7 @@ def test_webhook_security(
     unsigned = probe_http.request(
         "POST", path, body=signing.UNSIGNED_PROBE_BODY,
         headers={"X-Razorpay-Event-Id": signing.event_id()},
+        on_status=_refuse_acceptance("unsigned_accepted"),
     )
     forged_body = signing.charged_event(str(uuid.uuid4()), probe_config.test_plan_id_pro or "plan_probe")
     forged = probe_http.request(
@@ -48,6 +62,7 @@ def test_webhook_security(
             "X-Razorpay-Signature": signing.forged_signature(forged_body),
             "X-Razorpay-Event-Id": signing.event_id(),
         },
+        on_status=_refuse_acceptance("forged_accepted"),
     )
     leg_record.note("unsigned_status", unsigned.status)
     leg_record.note("forged_status", forged.status)

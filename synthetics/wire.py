@@ -8,8 +8,12 @@ handshake, send, each read) gets only what is left of it. Phases are measured wh
 happen: ``resolve`` (getaddrinfo), ``connect`` (TCP), ``tls`` (handshake), ``processing``
 (request sent → first response byte), ``transfer`` (first → last body byte).
 
-Redirects are never followed (the caller sees the 3xx), no proxy is consulted, and a body
-over the cap ends the exchange. One connection per exchange (``Connection: close``).
+The protocol itself is h11's (sans-IO, RFC 9112-strict): it frames the request, refuses to
+send a header value with CR/LF/NUL, and refuses conflicting or invalid lengths, bad chunks and
+bad status lines in the answer (``protocol_error``). We keep what h11 does not do: the socket,
+the deadline, the phases, the body cap and TLS. Redirects are never followed (the caller sees
+the 3xx), no proxy is consulted, and a body over the cap ends the exchange. One connection per
+exchange (``Connection: close``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
+
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
-MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # status line and headers together (h11's event size cap)
 RECV_BYTES = 64 * 1024
 
 
@@ -131,7 +137,7 @@ def _resolve(target: Target, deadline: Deadline, phases: dict[str, float]) -> li
         def lookup() -> None:
             try:
                 box["infos"] = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # UnicodeError: a label the IDNA codec refuses
                 box["error"] = exc
 
         worker = threading.Thread(target=lookup, name="probe-resolve", daemon=True)
@@ -143,7 +149,10 @@ def _resolve(target: Target, deadline: Deadline, phases: dict[str, float]) -> li
         if "error" in box:
             phases["resolve"] = time.perf_counter() - started
             raise WireError("connection_error", "DNS lookup failed", phases)
-        infos = box["infos"]
+        infos = box.get("infos") or []
+        if not infos:
+            phases["resolve"] = time.perf_counter() - started
+            raise WireError("connection_error", "DNS lookup returned no address", phases)
     phases["resolve"] = time.perf_counter() - started
     return infos
 
@@ -211,121 +220,121 @@ def open_connection(url: str, timeout: float, context: ssl.SSLContext | None,
 
 
 class _Reader:
-    """Buffered reads off the socket, each bounded by what is left of the deadline."""
+    """Reads off the socket, each bounded by what is left of the deadline."""
 
     def __init__(self, sock: socket.socket, deadline: Deadline, phases: dict[str, float]) -> None:
         self.sock = sock
         self.deadline = deadline
         self.phases = phases
-        self.buffer = b""
         self.first_byte_at: float | None = None
-        self.eof = False
 
-    def fill(self, what: str) -> bool:
-        """Read once more; False at the end of the stream."""
-        if self.eof:
-            return False
+    def read(self, what: str) -> bytes:
+        """One read; ``b""`` at the end of the stream."""
+        answered = self.first_byte_at is not None
         try:
             self.sock.settimeout(self.deadline.remaining(what, self.phases))
             data = self.sock.recv(RECV_BYTES)
         except TimeoutError:
             raise WireError("timeout", f"{what}: not complete within {self.deadline.seconds:g}s",
-                            self.phases, answered=self.first_byte_at is not None) from None
+                            self.phases, answered=answered) from None
         except ssl.SSLError as exc:
             raise WireError(f"tls_error:{tls_cause(exc)}", f"{what}: TLS failure", self.phases,
-                            answered=self.first_byte_at is not None) from None
+                            answered=answered) from None
         except OSError as exc:
             raise WireError("connection_error", f"{what}: {type(exc).__name__}", self.phases,
-                            answered=self.first_byte_at is not None) from None
+                            answered=answered) from None
+        except WireError as exc:
+            exc.answered = answered
+            raise
         if self.first_byte_at is None and data:
             self.first_byte_at = time.perf_counter()
-        if not data:
-            self.eof = True
-            return False
-        self.buffer += data
-        return True
-
-    def until(self, marker: bytes, limit: int, what: str) -> bytes:
-        while marker not in self.buffer:
-            if len(self.buffer) > limit:
-                raise WireError("protocol_error", f"{what}: over {limit} bytes", self.phases, answered=True)
-            if not self.fill(what):
-                raise WireError("connection_error", f"{what}: connection closed early", self.phases,
-                                answered=self.first_byte_at is not None)
-        head, _, self.buffer = self.buffer.partition(marker)
-        return head
-
-    def exactly(self, size: int, what: str) -> bytes:
-        while len(self.buffer) < size:
-            if not self.fill(what):
-                raise WireError("connection_error", f"{what}: connection closed early", self.phases,
-                                answered=True)
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
         return data
 
 
-def _parse_head(head: bytes, phases: dict[str, float]) -> tuple[int, dict[str, str]]:
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise WireError("protocol_error", "not an HTTP status line", phases, answered=True)
+class HeadRejected(WireError):
+    """The caller's ``on_head`` judged the status line and refused to wait for the body."""
+
+    def __init__(self, cause: BaseException, phases: dict[str, float]) -> None:
+        super().__init__("judged", "the status line decided the exchange", phases, answered=True)
+        self.cause = cause
+
+
+HeadJudge = Callable[[int, Mapping[str, str]], None]
+"""Told the status and headers as soon as they arrive; raising ends the exchange there."""
+
+
+def _headers_of(event: h11.Response | h11.InformationalResponse) -> dict[str, str]:
+    """h11's headers (names lower-cased by h11) as one comma-joined value per name."""
     headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue
-        key = name.strip().decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
+    for name, value in event.headers:
+        key = name.decode("ascii")
+        text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return int(parts[1]), headers
+    return headers
 
 
-def _read_body(reader: _Reader, status: int, method: str, headers: Mapping[str, str],
-               cap: int) -> bytes:
-    if method == "HEAD" or 100 <= status < 200 or status in (204, 304):
-        return b""
+def _receive(conn: h11.Connection, reader: _Reader, what: str) -> Any:
+    """The next h11 event, reading from the socket as long as h11 needs data."""
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise WireError("protocol_error", f"{what}: {_h11_detail(exc)}", reader.phases,
+                            answered=reader.first_byte_at is not None) from None
+        if event is not h11.NEED_DATA:
+            return event
+        data = reader.read(what)
+        if not data and conn.their_state is h11.SEND_RESPONSE and reader.first_byte_at is None:
+            raise WireError("connection_error", f"{what}: connection closed before an answer", reader.phases)
+        conn.receive_data(data)
+
+
+def _h11_detail(exc: h11.ProtocolError) -> str:
+    """h11's message, cut short: it can quote the peer's bytes, which may be long."""
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
+def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
+                   on_head: HeadJudge | None) -> tuple[int, dict[str, str], bytes]:
+    while True:
+        event = _receive(conn, reader, "status line and headers")
+        if isinstance(event, h11.Response):
+            break
+        if isinstance(event, h11.ConnectionClosed):
+            raise WireError("connection_error", "connection closed before an answer", reader.phases,
+                            answered=reader.first_byte_at is not None)
+        # InformationalResponse (1xx): the real answer follows.
+    status, headers = event.status_code, _headers_of(event)
+    if on_head is not None:
+        try:
+            on_head(status, headers)
+        except Exception as exc:
+            raise HeadRejected(exc, reader.phases) from None
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > cap:
+        raise WireError("body_too_large", f"body exceeds {cap} bytes", reader.phases, answered=True)
     chunks: list[bytes] = []
     size = 0
-
-    def keep(data: bytes) -> None:
-        nonlocal size
-        size += len(data)
-        if size > cap:
-            raise WireError("body_too_large", f"body exceeds {cap} bytes", reader.phases, answered=True)
-        chunks.append(data)
-
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            line = reader.until(b"\r\n", 1024, "chunk size")
-            try:
-                length = int(line.split(b";", 1)[0].strip() or b"x", 16)
-            except ValueError:
-                raise WireError("protocol_error", "bad chunk size", reader.phases, answered=True) from None
-            if length == 0:
-                return b"".join(chunks)  # trailers are not read: the connection closes anyway
-            if size + length > cap:
+    while True:
+        event = _receive(conn, reader, "body")
+        if isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > cap:
                 raise WireError("body_too_large", f"body exceeds {cap} bytes", reader.phases, answered=True)
-            keep(reader.exactly(length, "body"))
-            reader.exactly(2, "body")
-    length_text = headers.get("content-length")
-    if length_text is not None:
-        try:
-            length = int(length_text.split(",")[0])
-        except ValueError:
-            raise WireError("protocol_error", "bad Content-Length", reader.phases, answered=True) from None
-        if length > cap:
-            raise WireError("body_too_large", f"body exceeds {cap} bytes", reader.phases, answered=True)
-        return reader.exactly(length, "body")
-    keep(reader.buffer)
-    reader.buffer = b""
-    while reader.fill("body"):  # close-delimited
-        keep(reader.buffer)
-        reader.buffer = b""
-    return b"".join(chunks)
+            chunks.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            return status, headers, b"".join(chunks)
+        else:  # ConnectionClosed mid-body: h11 already refuses a short Content-Length or chunk
+            raise WireError("connection_error", "body: connection closed early", reader.phases, answered=True)
 
 
 def _decode(body: bytes, encoding: str, cap: int, phases: dict[str, float]) -> bytes:
-    """Undo one gzip/deflate layer (we ask for identity), never inflating past the cap."""
+    """Undo one gzip/deflate layer (we ask for identity), never inflating past the cap.
+
+    A stream the decompressor did not see the end of (a body cut after a sync flush) is
+    ``protocol_error``, as is a second layer or bytes after the end: a truncated answer must
+    never decode as a complete one.
+    """
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -340,24 +349,45 @@ def _decode(body: bytes, encoding: str, cap: int, phases: dict[str, float]) -> b
         raise WireError("protocol_error", "bad compressed body", phases, answered=True) from None
     if len(out) > cap:
         raise WireError("body_too_large", f"decoded body exceeds {cap} bytes", phases, answered=True)
+    if not inflater.eof or inflater.unused_data:
+        raise WireError("protocol_error", "truncated or trailing compressed body", phases, answered=True)
     return out
+
+
+def _request_bytes(conn: h11.Connection, method: str, target: Target, path: str,
+                   headers: Mapping[str, str], body: bytes | None,
+                   phases: dict[str, float]) -> bytes:
+    """The request as h11 frames it: a header value with CR, LF or NUL is never sent."""
+    fields = [("Host", target.host_header), ("Connection", "close"), *headers.items()]
+    if body is not None:
+        fields.append(("Content-Length", str(len(body))))
+    try:
+        encoded = [(name.encode("ascii"), value.encode("ascii")) for name, value in fields]
+        data = conn.send(h11.Request(method=method, target=path.encode("ascii"), headers=encoded)) or b""
+        if body:
+            data += conn.send(h11.Data(data=body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+    except (UnicodeEncodeError, h11.LocalProtocolError):
+        raise WireError("invalid_request", "a header or the path is not valid HTTP; not sent", phases) from None
+    return data
 
 
 def exchange(
     method: str, url: str, *, headers: Mapping[str, str], body: bytes | None = None,
     timeout: float, context: ssl.SSLContext | None = None, max_body: int = 1024 * 1024,
+    on_head: HeadJudge | None = None,
 ) -> WireResponse:
-    """Send one request and read its whole answer within ``timeout`` seconds in total."""
+    """Send one request and read its whole answer within ``timeout`` seconds in total.
+
+    Framing is h11's (RFC 9112, strict): the socket, the deadline, the phases and the caps are
+    ours. ``on_head`` sees the status before any body byte is waited for.
+    """
     deadline = Deadline(timeout)
+    parts = urlsplit(url)
+    conn = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+    request = _request_bytes(conn, method, Target.of(url), parts.path or "/", headers, body, {})
     sock, target, phases = open_connection(url, timeout, context, deadline)
     try:
-        parts = urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {target.host_header}", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
         sent_at = time.perf_counter()
         try:
             sock.settimeout(deadline.remaining("send", phases))
@@ -368,12 +398,7 @@ def exchange(
             raise WireError("connection_error", f"send: {type(exc).__name__}", phases) from None
         reader = _Reader(sock, deadline, phases)
         try:
-            while True:
-                head = reader.until(b"\r\n\r\n", MAX_HEADER_BYTES, "status line and headers")
-                status, response_headers = _parse_head(head, phases)
-                if status >= 200 or status == 101:
-                    break
-            raw = _read_body(reader, status, method, response_headers, max_body)
+            status, response_headers, raw = _read_response(conn, reader, max_body, on_head)
         finally:
             # Where it stopped, even on a timeout: processing up to the first byte, transfer after it.
             ended = time.perf_counter()
