@@ -7,8 +7,10 @@ cannot drift between the laptop, the CI gate and the in-cluster runner.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -42,6 +44,12 @@ VARIABLES = (
     "PAYMENT_PROBE_CERT_WARN_DAYS", "PAYMENT_PROBE_CERT_FAIL_DAYS",
 )
 
+# Values that travel in an HTTP header (or a URL path): printable ASCII only, checked at start.
+HEADER_VARIABLES = frozenset(
+    {"PAYMENT_PROBE_API_TOKEN", "--api-token", "NEW_RELIC_INSERT_KEY", "NEW_RELIC_ACCOUNT_ID"})
+FILE_SUFFIX = "_FILE"
+"""``<VARIABLE>_FILE`` names a file holding a secret's value (a mounted Kubernetes/Docker secret)."""
+
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
@@ -60,6 +68,45 @@ class ConfigError(ValueError):
         if value is not None and variable not in SECRET_VARIABLES:
             shown = f", got {value!r}"
         super().__init__(f"{variable}: expected {accepted}{shown}")
+
+
+def resolve_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with every ``<SECRET>_FILE`` read into ``<SECRET>``, then every value checked.
+
+    A file's content is the value with one trailing newline stripped (as ``echo`` and editors
+    leave it); a missing, unreadable or empty file, or both forms set, is a ``ConfigError``
+    naming the variable. Then no value may hold a control character (CR, LF, NUL, ...: a header
+    or request injected through configuration), and a value that becomes a header must be
+    printable ASCII. The value itself is never shown.
+    """
+    resolved = {key: value for key, value in env.items() if key in VARIABLES or key == "XDG_STATE_HOME"}
+    for name in sorted(SECRET_VARIABLES):
+        path = env.get(name + FILE_SUFFIX)
+        if path is None:
+            continue
+        if env.get(name):
+            raise ConfigError(name + FILE_SUFFIX, f"either {name} or {name}{FILE_SUFFIX}, not both")
+        try:
+            with open(path.strip(), encoding="utf-8") as handle:
+                value = handle.read()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(name + FILE_SUFFIX, "the path of a readable UTF-8 file holding the secret") from None
+        value = value[:-2] if value.endswith("\r\n") else value.removesuffix("\n")
+        if not value:
+            raise ConfigError(name + FILE_SUFFIX, "a file holding the secret, not an empty one")
+        resolved[name] = value
+    for name, value in resolved.items():
+        check_value(name, value)
+    return resolved
+
+
+def check_value(name: str, value: str) -> None:
+    """No control character anywhere; printable ASCII where the value becomes a header."""
+    stripped = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise ConfigError(name, "a value without control characters (CR, LF, NUL, tab, ...)")
+    if name in HEADER_VARIABLES and not _printable_ascii(stripped):
+        raise ConfigError(name, "printable ASCII (the value is sent in an HTTP header)")
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -109,7 +156,12 @@ def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def parse_http_url(name: str, raw: str | None) -> str | None:
-    """An absolute http(s) URL without a trailing slash, so paths can be appended verbatim."""
+    """An absolute http(s) URL without a trailing slash, so paths can be appended verbatim.
+
+    No query, fragment or user info (``…/?`` would send every leg to ``/?/api/v1/…`` and pass on
+    the root's JSON), and a host that can be a DNS name or an IP literal: a typo'd host is exit 2
+    now, not a red leg of an unclear kind at every run.
+    """
     if raw is None:
         return None
     raw = raw.strip()
@@ -123,7 +175,33 @@ def parse_http_url(name: str, raw: str | None) -> str | None:
         raise ConfigError(name, accepted, raw) from None  # ConfigError drops any user:password@
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(name, accepted, raw)
+    if "@" in parts.netloc:
+        raise ConfigError(name, f"{accepted} without user info (user:password@)")
+    if "?" in raw or "#" in raw:
+        raise ConfigError(name, f"{accepted} without a query or fragment ('?', '#')")
+    if not _is_host(parts.hostname):
+        raise ConfigError(name, f"{accepted} whose host is a DNS name or an IP literal", raw)
+    if not _printable_ascii(parts.path):
+        raise ConfigError(name, f"{accepted} whose path is printable ASCII (percent-encode the rest)")
     return raw.rstrip("/")
+
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def _is_host(host: str) -> bool:
+    """An IP literal, or a DNS name: dot-separated labels of 1-63 letters, digits, ``-``, ``_``."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
+
+
+def _printable_ascii(value: str) -> bool:
+    return all(" " <= c <= "~" for c in value)
 
 
 def parse_database_url(name: str, raw: str | None) -> str | None:
@@ -161,6 +239,8 @@ def parse_path(env: Mapping[str, str], name: str, default: str) -> str:
     raw = _text(env, name) or default
     if not raw.startswith("/"):
         raise ConfigError(name, "an absolute path starting with '/'", raw)
+    if not _printable_ascii(raw) or " " in raw or "?" in raw or "#" in raw:
+        raise ConfigError(name, "an absolute path of printable ASCII without spaces, '?' or '#'")
     return raw
 
 
@@ -248,7 +328,10 @@ def load_config(
     database_url: str | None = None,
 ) -> ProbeConfig:
     """Build the config from ``env`` (default ``os.environ``); keyword overrides win (pytest options)."""
-    env = os.environ if env is None else env
+    env = resolve_environment(os.environ if env is None else env)
+    for option, value in (("--base-url", base_url), ("--api-token", api_token), ("--database-url", database_url)):
+        if value is not None:
+            check_value(option, value)
     D = ProbeConfig()  # the defaults live in one place: the dataclass
     region = (_text(env, "NEW_RELIC_REGION") or D.new_relic_region).upper()
     if region not in ("US", "EU"):

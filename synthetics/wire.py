@@ -255,6 +255,7 @@ class HeadRejected(WireError):
     """The caller's ``on_head`` judged the status line and refused to wait for the body."""
 
     def __init__(self, cause: BaseException, phases: dict[str, float]) -> None:
+        # The caller unwraps ``cause`` and raises it as it was: nothing is swallowed here.
         super().__init__("judged", "the status line decided the exchange", phases, answered=True)
         self.cause = cause
 
@@ -298,6 +299,8 @@ def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
                    on_head: HeadJudge | None) -> tuple[int, dict[str, str], bytes]:
     while True:
         event = _receive(conn, reader, "status line and headers")
+        if getattr(event, "http_version", b"1.1")[:2] != b"1.":
+            raise WireError("protocol_error", "status line: not HTTP/1.x", reader.phases, answered=True)
         if isinstance(event, h11.Response):
             break
         if isinstance(event, h11.ConnectionClosed):
@@ -308,7 +311,7 @@ def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
     if on_head is not None:
         try:
             on_head(status, headers)
-        except Exception as exc:
+        except BaseException as exc:  # a leg's failure is a BaseException (pytest's OutcomeException)
             raise HeadRejected(exc, reader.phases) from None
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > cap:

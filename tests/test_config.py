@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 import subprocess
 import sys
 
@@ -117,3 +119,164 @@ def test_secret_settings_print_as_a_mask(variable: str) -> None:
     value = "postgresql://u:CANARYsecret@db/x" if variable == "PAYMENT_PROBE_DATABASE_URL" else "CANARYsecret"
     config = load_config({variable: value})
     assert "CANARY" not in repr(config) and "CANARY" not in str(config)
+
+
+# ---- hostile values at start (SPEC section 3): exit 2, the variable named, the value never shown ----
+
+CONTROL = "a value without control characters (CR, LF, NUL, tab, ...)"
+HEADER = "printable ASCII (the value is sent in an HTTP header)"
+URL = "an absolute http:// or https:// URL"
+CONTROL_CHARACTERS = {"cr": "\r", "lf": "\n", "crlf": "\r\n", "nul": "\x00", "tab": "\t", "esc": "\x1b",
+                      "del": "\x7f", "bell": "\x07"}
+EVERY_TEXT_VARIABLE = ["PAYMENT_PROBE_API_TOKEN", "NEW_RELIC_INSERT_KEY", "RAZORPAY_TEST_WEBHOOK_SECRET",
+                       "PAYMENT_PROBE_DATABASE_URL", "PAYMENT_PROBE_BASE_URL", "PAYMENT_PROBE_EVENTS_URL",
+                       "PAYMENT_PROBE_ENVIRONMENT", "PAYMENT_PROBE_TEST_PLAN_ID_PRO", "PAYMENT_PROBE_EXPECTED_TIER",
+                       "PAYMENT_PROBE_CHECKOUT_PLAN_ID", "PAYMENT_PROBE_WEBHOOK_PATH", "NEW_RELIC_ACCOUNT_ID"]
+BASES = {"PAYMENT_PROBE_DATABASE_URL": "postgresql://u:p@db/x", "PAYMENT_PROBE_BASE_URL": "https://billing.example.com",
+         "PAYMENT_PROBE_EVENTS_URL": "https://collector.example.com/v1", "PAYMENT_PROBE_WEBHOOK_PATH": "/hook",
+         "NEW_RELIC_ACCOUNT_ID": "12345"}
+
+
+@pytest.mark.parametrize("variable", EVERY_TEXT_VARIABLE)
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS.values(), ids=CONTROL_CHARACTERS.keys())
+def test_a_control_character_in_any_value_is_refused_at_start(variable: str, character: str) -> None:
+    base = BASES.get(variable, "CANARYvalue")
+    value = base[:5] + character + "X-Injected: yes" + base[5:]
+    with pytest.raises(ConfigError) as info:
+        load_config({variable: value})
+    assert str(info.value) == f"{variable}: expected {CONTROL}"
+    assert "Injected" not in str(info.value) and base[:5] not in str(info.value).split(":", 1)[1]
+
+
+@pytest.mark.parametrize("variable", ["PAYMENT_PROBE_API_TOKEN", "NEW_RELIC_INSERT_KEY"])
+@pytest.mark.parametrize("value", ["tök", "tok€n", "tok\u00a0en", "tok\u2028en", "\U0001f511key"],
+                         ids=["latin-1", "euro", "nbsp", "line-separator", "emoji"])
+def test_non_ascii_in_a_header_bound_value_is_refused(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({variable: value})
+    assert str(info.value) in (f"{variable}: expected {HEADER}", f"{variable}: expected {CONTROL}")
+    assert value not in str(info.value)
+
+
+URL_SHAPES = [
+    ("https://billing.example.com/?", f"{URL} without a query or fragment ('?', '#')"),
+    ("https://billing.example.com/?x=1", f"{URL} without a query or fragment ('?', '#')"),
+    ("https://billing.example.com/#", f"{URL} without a query or fragment ('?', '#')"),
+    ("https://billing.example.com/api#frag", f"{URL} without a query or fragment ('?', '#')"),
+    ("https://probe:CANARYpw@billing.example.com", f"{URL} without user info (user:password@)"),
+    ("https://probe@billing.example.com", f"{URL} without user info (user:password@)"),
+    ("https://billing..example.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://billing..example.com'"),
+    ("https://" + "a" * 64 + ".example.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://{'a' * 64}.example.com'"),
+    ("https://-billing.example.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://-billing.example.com'"),
+    ("https://bill ing.example.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://bill ing.example.com'"),
+    ("https://billing.exämple.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://billing.exämple.com'"),
+    ("https://billing.example.com/€uro", f"{URL} whose path is printable ASCII (percent-encode the rest)"),
+]
+
+
+@pytest.mark.parametrize("variable", ["PAYMENT_PROBE_BASE_URL", "PAYMENT_PROBE_EVENTS_URL"])
+@pytest.mark.parametrize(("value", "accepted"), URL_SHAPES)
+def test_a_url_shape_that_would_mislead_is_refused(variable: str, value: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({variable: value})
+    assert str(info.value) == f"{variable}: expected {accepted}"
+    assert "CANARY" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["https://billing.example.com", "https://billing.example.com.", "http://10.0.0.7:8080",
+                                   "https://[::1]:8443/base", "http://billing_api.internal/v2/"])
+def test_good_url_shapes_are_kept(value: str) -> None:
+    assert load_config({"PAYMENT_PROBE_BASE_URL": value}).base_url == value.rstrip("/")
+
+
+def test_a_webhook_path_outside_printable_ascii_is_refused() -> None:
+    for value in ("/razorpay/€", "/hook?x=1", "/hook#x", "/ho ok"):
+        with pytest.raises(ConfigError) as info:
+            load_config({"PAYMENT_PROBE_WEBHOOK_PATH": value})
+        assert str(info.value) == ("PAYMENT_PROBE_WEBHOOK_PATH: expected an absolute path of printable ASCII "
+                                   "without spaces, '?' or '#'")
+
+
+def test_a_pytest_option_is_checked_like_its_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({}, api_token="tok\r\nX-Injected: yes")
+    assert str(info.value) == f"--api-token: expected {CONTROL}"
+    with pytest.raises(ConfigError) as info:
+        load_config({}, api_token="tök")
+    assert str(info.value) == f"--api-token: expected {HEADER}"
+
+
+# ---- <SECRET>_FILE ----
+
+SECRETS = ["PAYMENT_PROBE_API_TOKEN", "RAZORPAY_TEST_WEBHOOK_SECRET", "NEW_RELIC_INSERT_KEY", "PAYMENT_PROBE_DATABASE_URL"]
+
+
+def _reveal(config: Any, variable: str) -> str:
+    field = {"PAYMENT_PROBE_API_TOKEN": "api_token", "RAZORPAY_TEST_WEBHOOK_SECRET": "webhook_secret",
+             "NEW_RELIC_INSERT_KEY": "new_relic_insert_key", "PAYMENT_PROBE_DATABASE_URL": "database_url"}[variable]
+    return str(getattr(config, field).reveal())
+
+
+@pytest.mark.parametrize("variable", SECRETS)
+@pytest.mark.parametrize(("content", "expected"), [("V\n", "V"), ("V", "V"), ("V\r\n", "V"), ("V\n\n", "V"),
+                                                  ("V\nX", None)],
+                         ids=["newline", "bare", "crlf", "two-newlines-trimmed-as-any-value", "two-lines"])
+def test_a_secret_can_come_from_a_file(variable: str, content: str, expected: str | None, tmp_path: Path) -> None:
+    value = "postgresql://u:CANARYpw@db/x" if variable == "PAYMENT_PROBE_DATABASE_URL" else "CANARY-secret-1"
+    path = tmp_path / "secret"
+    path.write_text(content.replace("V", value), encoding="utf-8")
+    if expected is None:  # a newline inside the value is a control character
+        with pytest.raises(ConfigError) as info:
+            load_config({f"{variable}_FILE": str(path)})
+        assert str(info.value) == f"{variable}: expected {CONTROL}"
+        return
+    assert _reveal(load_config({f"{variable}_FILE": str(path)}), variable) == expected.replace("V", value)
+
+
+@pytest.mark.parametrize("variable", SECRETS)
+def test_bad_secret_files_are_named_never_shown(variable: str, tmp_path: Path) -> None:
+    name = f"{variable}_FILE"
+    readable = tmp_path / "ok"
+    readable.write_text("CANARY-one\n")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00CANARY")
+    cases = [
+        ({name: str(tmp_path / "missing")}, f"{name}: expected the path of a readable UTF-8 file holding the secret"),
+        ({name: str(tmp_path)}, f"{name}: expected the path of a readable UTF-8 file holding the secret"),
+        ({name: str(binary)}, f"{name}: expected the path of a readable UTF-8 file holding the secret"),
+        ({name: str(empty)}, f"{name}: expected a file holding the secret, not an empty one"),
+        ({name: str(readable), variable: "CANARY-two"}, f"{name}: expected either {variable} or {name}, not both"),
+    ]
+    for env, message in cases:
+        with pytest.raises(ConfigError) as info:
+            load_config(env)
+        assert str(info.value) == message
+        assert "CANARY" not in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_an_unreadable_secret_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("CANARY\n")
+    path.chmod(0)
+    with pytest.raises(ConfigError) as info:
+        load_config({"PAYMENT_PROBE_API_TOKEN_FILE": str(path)})
+    assert str(info.value) == "PAYMENT_PROBE_API_TOKEN_FILE: expected the path of a readable UTF-8 file holding the secret"
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("PAYMENT_PROBE_API_TOKEN", "tok123\r\nX-Injected: yes\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: evil",
+     f"PAYMENT_PROBE_API_TOKEN: expected {CONTROL}"),
+    ("NEW_RELIC_INSERT_KEY", "nrkey\r\nX-Evil-Header: injected", f"NEW_RELIC_INSERT_KEY: expected {CONTROL}"),
+    ("PAYMENT_PROBE_BASE_URL", "http://127.0.0.1:1/?", f"PAYMENT_PROBE_BASE_URL: expected {URL} without a query or fragment ('?', '#')"),
+], ids=["token-smuggling", "new-relic-key-injection", "base-url-query"])
+def test_the_runner_refuses_injections_at_start(variable: str, value: str, message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENT_PROBE_", "NEW_RELIC_", "RAZORPAY_"))}
+    env.update({"PAYMENT_PROBE_ENABLED": "1", "PAYMENT_PROBE_BASE_URL": "http://127.0.0.1:1", variable: value})
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--once"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"payment-probe: {message}"]
+    assert "Injected" not in proc.stderr and "Evil" not in proc.stderr and "nrkey" not in proc.stderr

@@ -271,3 +271,35 @@ def test_a_leg_module_that_fails_to_import_still_ends_red(pytester: pytest.Pytes
     for leg in set(LEGS) - {"billing_state"}:
         assert (by_leg[leg].result, by_leg[leg].reason) == ("fail", "probe_error:CollectionError")
     assert "a dependency of the webhook legs is gone" in by_leg["webhook_security"].detail
+
+
+def test_the_reason_vocabulary_is_closed_to_exceptions_that_carry_a_reason_attribute() -> None:
+    import ssl
+
+    from runner.signals.plugin import failure_details
+    from synthetics.failures import LegFailed
+
+    unicode_error = UnicodeEncodeError("latin-1", "€", 0, 1, "ordinal not in range(256)")
+    ssl_error = ssl.SSLError(1, "[SSL] something")
+    ssl_error.reason = "WRONG_VERSION_NUMBER"  # type: ignore[misc]
+    odd = ValueError("x")
+    odd.reason = "free text, not a token"  # type: ignore[attr-defined]
+    assert failure_details(unicode_error)[0] == "probe_error:UnicodeEncodeError"
+    assert failure_details(ssl_error)[0] == "probe_error:SSLError"
+    assert failure_details(odd)[0] == "probe_error:ValueError"
+    assert failure_details(LegFailed("unsigned_accepted", "d", severity="critical")) == (
+        "unsigned_accepted", "critical", "d")
+
+
+class _Report:
+    def __init__(self, when: str, outcome: str, properties: list[tuple[str, Any]]) -> None:
+        self.when, self.outcome, self.longrepr, self.user_properties = when, outcome, None, properties
+        self.failed, self.skipped = outcome == "failed", outcome == "skipped"
+
+
+def test_a_reason_is_capped_in_every_signal() -> None:
+    from runner.signals.outcome import REASON_KEY, assemble
+
+    outcome = assemble("billing_state", [_Report("call", "failed", [(REASON_KEY, "http_status:" + "5" * 300)])],
+                       slow_threshold=2.0, run_id="r", environment=None)
+    assert outcome.reason == ("http_status:" + "5" * 300)[:64]

@@ -128,3 +128,39 @@ def test_help_and_version_carry_no_secret(leaky: dict[str, str]) -> None:
     assert all(t.strip() for t in texts)
     _assert_clean({f"help {i}": t for i, t in enumerate(texts)}, [TOKEN, HOOK, DB_PASSWORD, NR_KEY])
     assert str(REPO)  # the help ran in the repository, where the conftest loads both plugins
+
+
+# Secrets whose escaped forms differ from their values (a backslash, a quote) or that hold a
+# character the old bearer pattern stopped at (``;``), all delivered through ``_FILE``.
+ODD_TOKEN = f"tok{CANARY}\\TOK;SUFFIXLEAK42"
+ODD_HOOK = f"whsec_{CANARY}\"quote'd;HOOKTAIL77"
+
+
+@pytest.mark.parametrize("how", ["pytest", "runner"])
+def test_escaped_and_semicolon_secrets_from_files_keep_home(leaky: dict[str, str], sandbox: SandboxServer,
+                                                            tmp_path: Path, how: str) -> None:
+    key_line = leaky.pop("_KEY_LINE")
+    sandbox.settings.api_token = ODD_TOKEN
+    sandbox.settings.webhook_secret = ODD_HOOK
+    env = dict(leaky)
+    for variable, value in (("PAYMENT_PROBE_API_TOKEN", ODD_TOKEN), ("RAZORPAY_TEST_WEBHOOK_SECRET", ODD_HOOK),
+                            ("NEW_RELIC_INSERT_KEY", NR_KEY), ("PAYMENT_PROBE_DATABASE_URL", env[
+                                "PAYMENT_PROBE_DATABASE_URL"])):
+        path = tmp_path / f"{variable.lower()}.secret"
+        path.write_text(value + "\n")
+        env.pop(variable)
+        env[f"{variable}_FILE"] = str(path)
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    if how == "pytest":
+        proc = pytest_cli("-m", "prod_safe or upgrade", f"--junitxml={out / 'j.xml'}", f"--probe-json={out / 'o.json'}",
+                          f"--probe-log={out / 'o.jsonl'}", "-vv", "-l", "--tb=long", "-rA", env=env)
+    else:
+        proc = cli("run", "--once", "--json", env={**env, "PAYMENT_PROBE_ENABLED": "1"}, timeout=180)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # The token was read from its file and sent: the sandbox let the billing legs in (its faults
+    # still fail them), and the upgrade leg signed with the file's secret.
+    assert "unsigned_accepted" in proc.stdout + proc.stderr and "tier_not_flipped" in proc.stdout + proc.stderr
+    assert _signatures(sandbox)
+    _assert_clean({"stdout": proc.stdout, "stderr": proc.stderr, **_files(out), **_files(tmp_path / "spool")},
+                  [*_signatures(sandbox), key_line, "SUFFIXLEAK42", "HOOKTAIL77", "TOK;", repr(ODD_TOKEN)[1:-1]])

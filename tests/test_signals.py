@@ -420,3 +420,15 @@ def test_checkout_reachable():
     assert 'instant_payment_probe_outcome_total{leg="billing_state",result="pass"} 1.0' in body
     assert 'instant_payment_probe_outcome_total{leg="checkout_reachable",result="fail"} 1.0' in body
     assert 'instant_payment_probe_outcome_total{leg="webhook_security",result="fail"} 0.0' in body
+
+
+def test_the_redactor_matches_escaped_forms_and_bearer_tokens_to_a_quote() -> None:
+    from runner.signals.redact import Redactor
+
+    secret = 'CANARY\\TOK"q;SUFFIX42'
+    redactor = Redactor([secret])
+    for shown in (secret, repr(secret), ascii(secret), json.dumps(secret)):
+        assert "CANARY" not in redactor.text(f"locals: send = {{'k': {shown}}}")
+        assert "SUFFIX42" not in redactor.text(f"locals: send = {{'k': {shown}}}")
+    # By shape, whatever the value: a bearer token runs to whitespace or a quote, ';' included.
+    assert Redactor([]).text("'Authorization': 'Bearer abc;def,ghi' x") == "'Authorization': 'Bearer [REDACTED]' x"

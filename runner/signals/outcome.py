@@ -26,6 +26,8 @@ SEVERITY_KEY = "probe.severity"
 DETAIL_KEY = "probe.detail"
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$")
+REASON_LIMIT = 64
+"""A reason is a token dashboards group by, never free text: longer is cut (SPEC section 10)."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def assemble(
         leg=leg,
         result=result,
         severity=severity,
-        reason=reason,
+        reason=reason[:REASON_LIMIT],
         latency_seconds=None if latency is None else round(latency, 6),
         run_id=run_id,
         timestamp=time.time() if now is None else now,

@@ -61,11 +61,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def failure_details(exc: BaseException) -> tuple[str, str, str]:
-    """(reason, severity, detail) for the exception that failed a phase."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        severity = getattr(exc, "severity", "error")
-        return reason, "critical" if severity == "critical" else "error", str(getattr(exc, "detail", ""))
+    """(reason, severity, detail) for the exception that failed a phase.
+
+    The vocabulary is closed: only ``LegFailed`` names its reason. Any other exception is a bug in
+    the probe (``probe_error:<Type>``), whatever attributes it carries (``UnicodeError.reason``,
+    ``SSLError.reason`` are free text, not reasons).
+    """
+    if isinstance(exc, LegFailed):
+        return exc.reason, "critical" if exc.severity == "critical" else "error", exc.detail
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, pytest.fail.Exception):
         # pytest-timeout's signal method ends a leg with pytest.fail("Timeout ...").

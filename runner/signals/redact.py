@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -12,17 +13,26 @@ from runner.signals.outcome import Outcome
 MASK = "[REDACTED]"
 # Shapes that are secrets whatever their value: bearer tokens, signatures, URL passwords.
 _PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
+    # A bearer token runs to whitespace or a quote: ``;`` and ``,`` are token characters too.
+    re.compile(r"(?i)(bearer\s+)[^\s\"']+"),
     re.compile(r"(?i)(x-razorpay-signature[\"']?\s*[:=]\s*[\"']?)[0-9a-f]{16,}"),
     re.compile(r"(?i)(api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"),
     re.compile(r"(://[^:/@\s]+:)[^@/\s]+(@)"),
 )
 
 
+def _escaped_forms(secret: str) -> set[str]:
+    return {secret, repr(secret)[1:-1], ascii(secret)[1:-1], json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1]}
+
+
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
+        # Each value as it is and as the places that print it escape it (``repr`` in a traceback
+        # or ``-l``, JSON in a report): ``CANARY\TOK`` shows as ``CANARY\\TOK`` there.
+        forms = {form for s in secrets if s and len(s) >= 4 for form in _escaped_forms(s)}
         # Longest first, so a URL containing a password is masked whole before the password.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._secrets = sorted(forms, key=len, reverse=True)
 
     def text(self, value: str) -> str:
         for secret in self._secrets:
