@@ -226,6 +226,36 @@ def bench_fidelity(sandbox: SandboxServer, database_url: str, workdir: Path, rep
         plain.stop()
 
 
+def bench_parser(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
+    """CPU per exchange (the client thread's own, so the in-process sandbox does not count) of
+    today's h11 framing against the hand-written parser it replaced, over HTTP and HTTPS."""
+    from bench import handparsed_wire
+    from synthetics import wire
+    from synthetics.tls import api_context
+
+    assert sandbox.settings.tls is not None
+    plain = start(SandboxSettings(database_url=database_url, webhook_secret=SECRET, plan_id_pro=PLAN))
+    out: dict[str, Any] = {"exchanges": reps * 25}
+    headers = {"User-Agent": "payment-probe-bench", "Accept": "application/json", "Accept-Encoding": "identity"}
+    try:
+        for scheme, base, context in (("http", plain.url, None),
+                                      ("https", sandbox.url, api_context(str(sandbox.settings.tls.ca_path)))):
+            url = base + "/api/v1/billing/invoices"
+            figures: dict[str, list[float]] = {"h11": [], "hand": []}
+            for _ in range(reps):  # interleaved, so drift hits both alike
+                for name, exchange in (("h11", wire.exchange), ("hand", handparsed_wire.exchange)):
+                    started = time.thread_time()
+                    for _ in range(25):
+                        exchange("GET", url, headers=headers, timeout=5, context=context)
+                    figures[name].append((time.thread_time() - started) / 25 * 1e6)
+            h11_us, hand_us = statistics.median(figures["h11"]), statistics.median(figures["hand"])
+            out[scheme] = {"h11_us": round(h11_us, 1), "hand_us": round(hand_us, 1),
+                           "extra_us": round(h11_us - hand_us, 1), "ratio": round(h11_us / hand_us, 3)}
+    finally:
+        plain.stop()
+    return out
+
+
 def bench_status(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
     """The status page at 90 days of 6 legs every 5 minutes (155,520 rows), snapshot + render."""
     from runner.signals.audit import migrate
@@ -495,6 +525,10 @@ def render(results: dict[str, Any]) -> str:
         f"{pl['with_ms']:.1f} ms with the plugin and its log, metrics and audit sinks: **{pl['overhead_ms']:.1f} ms** "
         "per session | (reported) | - |",
         *(_fidelity_row(scheme, fid[scheme]) for scheme in ("http", "https")),
+        *(f"| HTTP framing, {scheme.upper()} ({results['parser']['exchanges']} exchanges each, client CPU) | h11 "
+          f"**{results['parser'][scheme]['h11_us']:.0f} µs** per exchange vs the hand-written parser it replaced "
+          f"{results['parser'][scheme]['hand_us']:.0f} µs: {results['parser'][scheme]['extra_us']:+.0f} µs "
+          f"({results['parser'][scheme]['ratio']:.2f}x) | (reported) | - |" for scheme in ("http", "https")),
         f"| soak ({runs} runs, zero interval, one process) | RSS {s['rss_after_10_mb']:.1f} MB after 10, "
         f"{s['rss_after_100_mb']:.1f} MB after 100, {s[f'rss_after_{runs}_mb']:.1f} MB after {runs}: growth "
         f"**{s['growth_mb']:.1f} MB**; CPU **{s['cpu_s_per_run'] * 1000:.0f} ms/run** "
@@ -552,7 +586,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "status", "production", "soak",
+    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "parser", "status", "production", "soak",
                                            "footprint", "parallel"],
                         help="run one benchmark and print it (RESULTS.md is written only by a full run)")
     args = parser.parse_args()
@@ -568,6 +602,7 @@ def main() -> int:
             steps = (("overhead", lambda: bench_overhead(sandbox, pg.url, workdir, reps)),
                      ("plugin", lambda: bench_plugin(sandbox, pg.url, workdir, reps)),
                      ("fidelity", lambda: bench_fidelity(sandbox, pg.url, workdir, reps)),
+                     ("parser", lambda: bench_parser(sandbox, pg.url, workdir, reps)),
                      ("status", lambda: bench_status(sandbox, pg.url, workdir, reps)),
                      ("production", lambda: bench_production(sandbox, pg.url, workdir, 10 if args.quick else 60)),
                      ("soak", lambda: bench_soak(sandbox, pg.url, workdir, soak_runs)),

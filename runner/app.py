@@ -20,7 +20,7 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
-from runner.status import StatusSource
+from runner.status import StatusSnapshots, StatusSource
 from runner.status_page import as_json, render
 from synthetics.config import ProbeConfig
 from synthetics.registry import LEGS
@@ -60,10 +60,11 @@ class App:
         self._user_on_run = on_run
         self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
                              on_run=self._remember, first_run_grace_seconds=first_run_grace_seconds)
-        self.status = StatusSource(
+        self.status = StatusSnapshots(StatusSource(
             config.database_url if config.enabled else None, config.audit_table, config.interval_seconds,
             recent=lambda: self.recent, environment=config.environment,
-        )
+            window=lambda: self.runner.maintenance_window if self.runner.maintenance_open else None,
+        ))
 
     def start(self) -> App:
         """Check the tables (exit 2 on what a retry cannot fix), take part in leadership, serve HTTP."""
@@ -92,10 +93,10 @@ class App:
             self._user_on_run(report)
 
     def _status_html(self) -> tuple[int, bytes, str]:
-        return 200, render(self.status.snapshot()).encode(), "text/html; charset=utf-8"
+        return 200, render(self.status.get()).encode(), "text/html; charset=utf-8"
 
     def _status_json(self) -> tuple[int, bytes, str]:
-        return 200, as_json(self.status.snapshot()), "application/json"
+        return 200, as_json(self.status.get()), "application/json"
 
     def _migrate(self) -> None:
         from runner.leadership import SlotsTableError

@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="how long, e.g. 30m, 2h, 1h30m (at most 24h)")
     mt_start.add_argument("--reason", required=True, help="why: shown on the status page and in every outcome")
     mt_start.add_argument("--starts-in", default="0s", metavar="DURATION", help="open it later (default now)")
-    mt_sub.add_parser("end", help="close every open window now")
+    mt_end = mt_sub.add_parser("end", help="close the open window now, or else cancel the next upcoming one")
+    mt_end.add_argument("--id", dest="window_id", type=int, default=None, metavar="N",
+                        help="end or cancel window N (its id in 'maintenance list')")
     mt_sub.add_parser("list", help="print open and upcoming windows as JSON lines")
 
     demo = sub.add_parser("demo", help="embedded Postgres + sandbox + the runner, printing each run",
@@ -151,16 +153,15 @@ def cmd_maintenance(args: argparse.Namespace, config: ProbeConfig) -> int:
     try:
         if args.maintenance_command == "start":
             length = maintenance.parse_duration(args.length, "--for")
-            starts_in = maintenance.parse_duration(args.starts_in, "--starts-in") if args.starts_in != "0s" else 0.0
+            starts_in = maintenance.check_starts_in(
+                maintenance.parse_duration(args.starts_in, "--starts-in") if args.starts_in != "0s" else 0.0)
             reason = maintenance.check_window(length, args.reason)
             window = maintenance.start(config.database_url, length, reason, replica_name(), starts_in)
             print(json.dumps(window.as_json()))
         elif args.maintenance_command == "end":
-            ended = maintenance.end_open(config.database_url)
-            if not ended:
-                return _die("maintenance end: no maintenance window is open")
-            for window in ended:
-                print(json.dumps(window.as_json()))
+            action, windows = maintenance.end(config.database_url, args.window_id)
+            for window in windows:
+                print(json.dumps({**window.as_json(), "action": action}))
         else:
             for window in maintenance.list_windows(config.database_url):
                 print(json.dumps(window.as_json()))

@@ -1,11 +1,19 @@
-"""``/metrics`` (Prometheus exposition) and ``/healthz`` (is the loop alive and ticking?).
+"""``/metrics`` (Prometheus exposition), ``/healthz`` (is the loop alive and ticking?) and ``/status``.
 
-A monitor's own endpoint must not be the thing that silences it: a thread per connection
-(``ThreadingHTTPServer``) lets a flood of idle connections pin thousands of threads forever.
-Here one thread accepts and watches connections with a selector; a connection reaches one of
-a few worker threads only once its request has started to arrive, an idle one is closed after
-``IDLE_SECONDS``, and a worker's reads and writes are bounded by ``HANDLER_SECONDS``. A handler
-error is one JSON log line, never a raw traceback on stderr.
+A monitor's own endpoint must not be the thing that silences it. A thread per connection lets a
+flood of idle connections pin thousands of threads; a worker that reads a request with a per-read
+timeout is held for as long as a client trickles a byte at a time (the per-read problem
+``synthetics.wire`` fixed on the client side). So here, as there, one deadline per exchange:
+
+- one thread accepts connections and reads every request head itself, non-blocking, with h11
+  (strict HTTP/1.1 framing): a head that is not complete ``HEAD_SECONDS`` after the connection
+  was accepted ends the connection, whatever the client trickles;
+- ``/healthz`` is answered on that thread at once (a few hundred bytes, sent without blocking):
+  it never waits behind a worker, a slow client or the database;
+- any other route goes to one of a few workers with what is left of ``EXCHANGE_SECONDS``; its
+  answer is written under that deadline, so a client that will not read cannot hold a worker.
+
+A handler error is one JSON log line, never a raw traceback on stderr.
 """
 
 from __future__ import annotations
@@ -19,32 +27,45 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass, field
 from typing import Any
 
+import h11
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger("payment_probe.http")
 
-IDLE_SECONDS = 10.0  # a connection that sends nothing for this long is closed
-HANDLER_SECONDS = 5.0  # socket timeout while a worker reads a request or writes an answer
+HEAD_SECONDS = 5.0  # the request head must have arrived this long after the connection was accepted
+EXCHANGE_SECONDS = 10.0  # and the whole exchange, answer included, must be over this long after it
+MAX_HEAD_BYTES = 8192
 WORKERS = 4
-MAX_PENDING = 10_000  # idle connections kept at most; beyond it the oldest are closed
+MAX_PENDING = 10_000  # connections whose head is still arriving; beyond it the oldest are closed
+
+Route = Callable[[], tuple[int, bytes, str]]
 
 
 class PortInUse(OSError):
     pass
 
 
+@dataclass
+class _Pending:
+    """A connection whose request head is still arriving."""
+
+    accepted: float
+    parser: h11.Connection = field(default_factory=lambda: h11.Connection(
+        h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES))
+
+
 class ProbeHTTPServer:
     def __init__(
         self, host: str, port: int, registry: CollectorRegistry,
         health: Callable[[], tuple[bool, dict[str, Any]]],
-        extra_routes: dict[str, Callable[[], tuple[int, bytes, str]]] | None = None,
+        extra_routes: dict[str, Route] | None = None,
     ) -> None:
         self.registry = registry
         self.health = health
-        self.routes = dict(extra_routes or {})
+        self.routes: dict[str, Route] = {"/metrics": self._metrics, **(extra_routes or {})}
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -57,7 +78,7 @@ class ProbeHTTPServer:
         self._listener.setblocking(False)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
-        self._pending: dict[socket.socket, float] = {}  # accepted, waiting for a first byte
+        self._pending: dict[socket.socket, _Pending] = {}
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="metrics-http")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,11 +102,14 @@ class ProbeHTTPServer:
             self._selector.close()
         self._listener.close()
 
-    # ---- the accept loop -------------------------------------------------------------------
+    def _metrics(self) -> tuple[int, bytes, str]:
+        return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    # ---- the accept-and-read loop ----------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                events = self._selector.select(timeout=0.5)
+                events = self._selector.select(timeout=0.25)
             except OSError:
                 return
             for key, _mask in events:
@@ -94,7 +118,11 @@ class ProbeHTTPServer:
                     self._accept()
                 else:
                     assert isinstance(sock, socket.socket)
-                    self._dispatch(sock)
+                    try:
+                        self._read_head(sock)
+                    except Exception as exc:  # never let one client end the loop
+                        log.warning("metrics endpoint request failed (%s)", type(exc).__name__)
+                        self._close(sock)
             self._expire(time.monotonic())
 
     def _accept(self) -> None:
@@ -108,38 +136,88 @@ class ProbeHTTPServer:
                 return
             conn.setblocking(False)
             if len(self._pending) >= MAX_PENDING:
-                oldest = min(self._pending, key=self._pending.__getitem__)
+                oldest = min(self._pending, key=lambda c: self._pending[c].accepted)
                 self._close(oldest)
-            self._pending[conn] = time.monotonic()
+            self._pending[conn] = _Pending(time.monotonic())
             self._selector.register(conn, selectors.EVENT_READ)
 
-    def _dispatch(self, conn: socket.socket) -> None:
-        self._pending.pop(conn, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(conn)
+    def _read_head(self, conn: socket.socket) -> None:
+        pending = self._pending.get(conn)
+        if pending is None:
+            return
         try:
-            self._pool.submit(self._serve, conn)
-        except RuntimeError:  # shutting down
-            conn.close()
-
-    def _expire(self, now: float) -> None:
-        for conn, since in list(self._pending.items()):
-            if now - since > IDLE_SECONDS:
+            data = conn.recv(MAX_HEAD_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        pending.parser.receive_data(data)
+        try:
+            event = pending.parser.next_event()
+        except h11.RemoteProtocolError:
+            self._answer_now(conn, 400, b"bad request\n", "text/plain")
+            return
+        if event is h11.NEED_DATA:
+            if not data:  # closed before a whole head
                 self._close(conn)
+            return
+        if not isinstance(event, h11.Request):
+            self._close(conn)
+            return
+        path = event.target.decode("ascii", "replace").split("?", 1)[0]
+        if event.method not in (b"GET", b"HEAD"):
+            self._answer_now(conn, 405, b"method not allowed\n", "text/plain")
+        elif path == "/healthz":
+            ok, detail = self.health()
+            self._answer_now(conn, 200 if ok else 503, json.dumps(detail).encode(), "application/json")
+        else:
+            self._forget(conn)
+            deadline = pending.accepted + EXCHANGE_SECONDS
+            try:
+                self._pool.submit(self._serve, conn, path, deadline, event.method == b"HEAD")
+            except RuntimeError:  # shutting down
+                conn.close()
 
-    def _close(self, conn: socket.socket) -> None:
-        self._pending.pop(conn, None)
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self._selector.unregister(conn)
+    def _answer_now(self, conn: socket.socket, status: int, body: bytes, content_type: str) -> None:
+        """A small answer from the loop itself: one non-blocking send, never a wait on the client."""
+        self._forget(conn)
+        with contextlib.suppress(OSError):
+            conn.send(_response(status, body, content_type))
         with contextlib.suppress(OSError):
             conn.close()
 
-    # ---- one request -----------------------------------------------------------------------
-    def _serve(self, conn: socket.socket) -> None:
+    def _expire(self, now: float) -> None:
+        for conn, pending in list(self._pending.items()):
+            if now - pending.accepted > HEAD_SECONDS:
+                self._close(conn)
+
+    def _forget(self, conn: socket.socket) -> None:
+        self._pending.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(conn)
+
+    def _close(self, conn: socket.socket) -> None:
+        self._forget(conn)
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    # ---- one routed request, on a worker -----------------------------------------------------
+    def _serve(self, conn: socket.socket, path: str, deadline: float, head_only: bool) -> None:
         try:
+            if time.monotonic() >= deadline:
+                return  # queued past its exchange bound: the client has been waiting too long
+            route = self.routes.get(path)
+            status, body, content_type = route() if route else (404, b"not found\n", "text/plain")
+            data = _response(status, body, content_type, head_only=head_only)
             conn.setblocking(True)
-            conn.settimeout(HANDLER_SECONDS)
-            _Handler(conn, conn.getpeername(), self)  # type: ignore[arg-type]  # reads .registry, .health
+            sent = 0
+            while sent < len(data):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("answer not taken within the exchange bound")
+                conn.settimeout(left)
+                sent += conn.send(data[sent:sent + 65536])
         except Exception as exc:  # a reset, a timeout, a bug: one JSON line, never a traceback
             log.warning("metrics endpoint request failed (%s)", type(exc).__name__)
         finally:
@@ -147,34 +225,11 @@ class ProbeHTTPServer:
                 conn.close()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ProbeHTTPServer  # type: ignore[assignment]
-    timeout = HANDLER_SECONDS
+def _response(status: int, body: bytes, content_type: str, *, head_only: bool = False) -> bytes:
+    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii")
+    return head if head_only else head + body
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-    def log_error(self, format: str, *args: Any) -> None:
-        log.warning("metrics endpoint: %s", (format % args)[:200])
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            ok, detail = self.server.health()
-            self._send(200 if ok else 503, json.dumps(detail).encode(), "application/json")
-        elif path in self.server.routes:
-            status, body, content_type = self.server.routes[path]()
-            self._send(status, body, content_type)
-        else:
-            self._send(404, b"not found\n", "text/plain")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-        self.close_connection = True
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}

@@ -101,7 +101,7 @@ class Leadership:
         """True while this replica holds the lock; takes it when it is free."""
         try:
             conn = self._session()
-            with db.guard(conn):
+            with db.guard(conn, db.STATEMENT_GUARD_SECONDS):
                 if self.leading:
                     conn.execute("SELECT 1")
                     return True
@@ -118,7 +118,7 @@ class Leadership:
         """Insert this slot's row; False when any replica already ran it or the insert is refused."""
         try:
             conn = self._session()
-            with db.guard(conn):
+            with db.guard(conn, db.STATEMENT_GUARD_SECONDS):
                 row = conn.execute(
                     "INSERT INTO payment_probe_slots (slot_start, replica) VALUES (%s, %s) "
                     "ON CONFLICT DO NOTHING RETURNING slot_start",

@@ -19,6 +19,7 @@ import pytest
 import synthetics
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
+from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.plugin import ProvidedConfig
 
@@ -99,7 +100,7 @@ class LegRunner:
 
     def run(self, run_id: str) -> RunReport:
         started = time.perf_counter()
-        with stdout_redirected(self.quiet):
+        with stdout_redirected(self.quiet), db.one_detection():
             code = pytest.main(self.args(run_id), plugins=[ProvidedConfig(self.config), self.plugin])
         return RunReport(
             run_id=run_id,

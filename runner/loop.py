@@ -24,6 +24,7 @@ from runner.leadership import Leadership
 from runner.legrun import LegRunner, RunReport
 from runner.signals.metrics import ProbeMetrics
 from runner.sweep import sweep_orphans
+from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.db import GUARD_SECONDS
 from synthetics.registry import LEGS
@@ -71,6 +72,8 @@ class Runner:
         self.last_heartbeat = time.monotonic()
         self.runs_done = 0
         self.maintenance_open = False
+        self.maintenance_window: Any = None  # the window last read (runner.maintenance.Window)
+        self._maintenance_until = 0.0  # monotonic end of that window
         self._maintenance_checked = 0.0
         self._signals = 0
 
@@ -112,8 +115,10 @@ class Runner:
         not_before = time.time() + (self.first_run_grace_seconds if self.runs_done == 0 else 0.0)
         while not self.stop_requested.is_set():
             self.last_heartbeat = time.monotonic()
-            if time.monotonic() - self._maintenance_checked >= MAINTENANCE_CHECK_SECONDS:
-                self.refresh_maintenance()  # every replica, leader or not, exports the window
+            now = time.monotonic()
+            if now - self._maintenance_checked >= MAINTENANCE_CHECK_SECONDS or (
+                    self.maintenance_open and now >= self._maintenance_until):
+                self.refresh_maintenance()  # every replica, leader or not, exports the window; at its end at once
             wait = max(next_slot, not_before) - time.time()
             if wait > 0:
                 self.stop_requested.wait(min(wait, 1.0))
@@ -127,10 +132,11 @@ class Runner:
     def tick(self, slot_start: float) -> RunReport | None:
         """One slot: claim it (when clustered), sweep orphans, run the legs. Never raises."""
         try:
-            leadership = self.leadership
-            if leadership is not None and not (leadership.is_leader() and leadership.claim(slot_start)):
-                return None
-            return self.run_once(slot_start)
+            with db.one_detection():  # a frozen database is detected once per run, not once per step
+                leadership = self.leadership
+                if leadership is not None and not (leadership.is_leader() and leadership.claim(slot_start)):
+                    return None
+                return self.run_once(slot_start)
         except Exception as exc:
             self.metrics.run_errors.inc()
             log.exception("run crashed outside the legs (%s); the loop goes on", type(exc).__name__)
@@ -139,25 +145,42 @@ class Runner:
             self.last_heartbeat = time.monotonic()
 
     def refresh_maintenance(self) -> bool:
-        """Is a maintenance window open? On a database error the last known answer stands."""
+        """Is a maintenance window open? Read from the database; while it cannot be read, the window
+        last read stays open only until its own end (measured on the database's clock when read,
+        then on this process's monotonic clock): a window never outlives its end on any replica."""
         self._maintenance_checked = time.monotonic()
         if not self.config.database_url:
             return False
         from runner import maintenance
 
         try:
-            window = maintenance.open_now(self.config.database_url)
-        except Exception as exc:
-            log.debug("maintenance check failed (%s); keeping %s", type(exc).__name__, self.maintenance_open)
-            return self.maintenance_open
+            if db.OUTAGE.tripped and not db.OUTAGE.scoped:
+                # Between runs, after a run that found the database out: no wait on it here (the
+                # loop's clock must not stall); the next run tries it again.
+                raise db.DatabaseOut("the last run found the database out")
+            reading = maintenance.open_now(self.config.database_url)
+        except Exception:
+            still_open = self.maintenance_window is not None and time.monotonic() < self._maintenance_until
+            if not still_open and self.maintenance_window is not None:
+                log.warning("maintenance window ended at %s (database unreachable; ended by its own clock)",
+                            self.maintenance_window.ends_at.isoformat())
+                self.maintenance_window = None
+            self._set_maintenance(still_open)
+            return still_open
+        window = reading.window
         if (window is not None) != self.maintenance_open:
             if window is not None:
                 log.warning("maintenance window open until %s: %s", window.ends_at.isoformat(), window.reason)
             else:
                 log.warning("maintenance window closed")
-        self.maintenance_open = window is not None
-        self.metrics.maintenance.set(1 if self.maintenance_open else 0)
+        self.maintenance_window = window
+        self._maintenance_until = time.monotonic() + reading.seconds_left
+        self._set_maintenance(window is not None)
         return self.maintenance_open
+
+    def _set_maintenance(self, is_open: bool) -> None:
+        self.maintenance_open = is_open
+        self.metrics.maintenance.set(1 if is_open else 0)
 
     def run_once(self, slot_start: float | None = None) -> RunReport:
         self.legs.plugin.maintenance = self.refresh_maintenance()

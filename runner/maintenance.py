@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS payment_probe_maintenance (
   CHECK (ends_at > starts_at)
 )"""
 MAX_SECONDS = 24 * 3600
+MAX_STARTS_IN_SECONDS = 7 * 24 * 3600
 MAX_REASON = 200
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -55,6 +56,13 @@ def parse_duration(text: str, what: str = "--for") -> float:
         raise MaintenanceError(f"{what}: expected a duration like 30m, 2h or 1h30m, got {text!r}")
     hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def check_starts_in(seconds: float) -> float:
+    """A window is planned at most 7 days ahead: ``2000000h`` is a typo, not a plan."""
+    if seconds > MAX_STARTS_IN_SECONDS:
+        raise MaintenanceError("--starts-in: a window starts at most 7 days ahead (168h)")
+    return seconds
 
 
 def check_window(length_seconds: float, reason: str) -> str:
@@ -93,15 +101,36 @@ def start(database_url: Secret, length_seconds: float, reason: str, opened_by: s
     return Window(*row)
 
 
-def end_open(database_url: Secret) -> list[Window]:
-    """Close every open window now; an empty list when none was open."""
+_COLUMNS = "id, starts_at, ends_at, reason, opened_by"
+
+
+def end(database_url: Secret, window_id: int | None = None) -> tuple[str, list[Window]]:
+    """End the open window(s) now, or else cancel the next upcoming one; ``window_id`` names one.
+
+    Returns what was done (``ended`` or ``cancelled``) and the windows it was done to; raises
+    ``MaintenanceError`` when there is nothing to end. An upcoming window that is cancelled never
+    opened, so its row goes: nothing was silenced by it.
+    """
     with db.session(database_url) as conn:
         ensure_table(conn)
-        rows = conn.execute(
-            "UPDATE payment_probe_maintenance SET ends_at = now() "
-            "WHERE starts_at <= now() AND ends_at > now() RETURNING id, starts_at, ends_at, reason, opened_by"
+        only = "" if window_id is None else " AND id = %(id)s"
+        ended = conn.execute(
+            f"UPDATE payment_probe_maintenance SET ends_at = now() "
+            f"WHERE starts_at <= now() AND ends_at > now(){only} RETURNING {_COLUMNS}", {"id": window_id},
         ).fetchall()
-    return [Window(*r) for r in rows]
+        if ended:
+            return "ended", [Window(*r) for r in ended]
+        pick = "id = %(id)s" if window_id is not None else (
+            "id = (SELECT id FROM payment_probe_maintenance WHERE starts_at > now() ORDER BY starts_at, id LIMIT 1)")
+        cancelled = conn.execute(
+            f"DELETE FROM payment_probe_maintenance WHERE starts_at > now() AND {pick} RETURNING {_COLUMNS}",
+            {"id": window_id},
+        ).fetchall()
+    if cancelled:
+        return "cancelled", [Window(*r) for r in cancelled]
+    if window_id is not None:
+        raise MaintenanceError(f"maintenance end: no open or upcoming maintenance window #{window_id}")
+    raise MaintenanceError("maintenance end: no maintenance window is open or upcoming")
 
 
 def open_and_upcoming(conn: Any) -> list[Window]:
@@ -120,13 +149,22 @@ def list_windows(database_url: Secret) -> list[Window]:
         return open_and_upcoming(conn)
 
 
-def open_now(database_url: Secret) -> Window | None:
-    """The window open right now (the one ending last), or None. Raises on a database error."""
+@dataclass(frozen=True)
+class Reading:
+    """The window open when the database was read, and how long it had left on the database's
+    own clock: a replica that then loses the database still ends it on time, by itself."""
+
+    window: Window | None
+    seconds_left: float
+
+
+def open_now(database_url: Secret) -> Reading:
+    """The window open right now (the one ending last), if any. Raises on a database error."""
     with db.session(database_url) as conn:
         if not _exists(conn):
-            return None
+            return Reading(None, 0.0)
         row = conn.execute(
-            "SELECT id, starts_at, ends_at, reason, opened_by FROM payment_probe_maintenance "
+            f"SELECT {_COLUMNS}, extract(epoch FROM ends_at - now())::float8 FROM payment_probe_maintenance "
             "WHERE starts_at <= now() AND ends_at > now() ORDER BY ends_at DESC LIMIT 1"
         ).fetchone()
-    return None if row is None else Window(*row)
+    return Reading(None, 0.0) if row is None else Reading(Window(*row[:5]), float(row[5]))

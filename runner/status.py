@@ -8,6 +8,8 @@ built from the runner's in-memory recent outcomes and says the history is unavai
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,8 +28,13 @@ INCIDENT_DAYS = 30
 MAX_INCIDENTS = 20
 
 
+def _utc(value: datetime) -> datetime:
+    """A ``timestamp without time zone`` column is read as UTC (SPEC section 13)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else utc_iso(value, "seconds")
+    return None if value is None else utc_iso(_utc(value), "seconds")
 
 
 def _sql(table: str) -> dict[str, Any]:
@@ -39,11 +46,18 @@ def _sql(table: str) -> dict[str, Any]:
         # The latest row of each leg, and since when its result has been the same (index walks).
         "current": sql.SQL("""
 SELECT l.leg, x.result, x.severity, x.reason, x.created_at,
-       (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND s.created_at > coalesce(
-          (SELECT max(o.created_at) FROM {t} o WHERE o.leg = l.leg AND o.result <> x.result), '-infinity'))
+       (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND s.environment IS NOT DISTINCT FROM %(env)s
+          AND s.created_at > coalesce((
+            SELECT max(o.at) FROM unnest(ARRAY['pass', 'degraded', 'fail']) AS r(result)
+            CROSS JOIN LATERAL (SELECT created_at AS at FROM {t} p
+                                WHERE p.leg = l.leg AND p.result = r.result
+                                  AND p.environment IS NOT DISTINCT FROM %(env)s
+                                ORDER BY p.created_at DESC LIMIT 1) o
+            WHERE r.result <> x.result), '-infinity'))
 FROM unnest(%(legs)s::text[]) AS l(leg)
 CROSS JOIN LATERAL (SELECT result, severity, reason, created_at FROM {t} r
-                    WHERE r.leg = l.leg ORDER BY created_at DESC LIMIT 1) x""").format(t=t),
+                    WHERE r.leg = l.leg AND r.environment IS NOT DISTINCT FROM %(env)s
+                    ORDER BY created_at DESC LIMIT 1) x""").format(t=t),
         # Uptime and daily bars from the hourly roll-up (UTC hours); latency from the last 24 h of rows.
         "uptime": sql.SQL("""
 SELECT leg,
@@ -53,15 +67,18 @@ SELECT leg,
        sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
        sum(runs), sum(up)
 FROM {h} WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '30 days' AND leg = ANY(%(legs)s)
+  AND environment = coalesce(%(env)s, '')
 GROUP BY leg""").format(h=h),
         "latency": sql.SQL("""
 SELECT leg, percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
 FROM {t} WHERE created_at > now() - interval '24 hours' AND latency_ms IS NOT NULL AND leg = ANY(%(legs)s)
+  AND environment IS NOT DISTINCT FROM %(env)s
 GROUP BY leg""").format(t=t),
         "days": sql.SQL("""
 SELECT leg, hour::date, max(CASE WHEN fails > 0 THEN 2 WHEN degraded > 0 THEN 1 ELSE 0 END), sum(runs)
 FROM {h} WHERE hour >= (now() AT TIME ZONE 'UTC')::date - %(days)s + 1 AND leg = ANY(%(legs)s)
+  AND environment = coalesce(%(env)s, '')
 GROUP BY 1, 2""").format(h=h),
         # An incident is a run of consecutive fails: it starts at a fail whose previous run was not
         # one, and ends at the first run after it that is not a fail (or is ongoing).
@@ -69,21 +86,24 @@ GROUP BY 1, 2""").format(h=h),
 WITH fails AS (
   SELECT f.leg, f.created_at, f.reason,
          (SELECT p.result FROM {t} p WHERE p.leg = f.leg AND p.created_at < f.created_at
+            AND p.environment IS NOT DISTINCT FROM %(env)s
           ORDER BY p.created_at DESC LIMIT 1) AS previous
   FROM {t} f
   WHERE f.result = 'fail' AND f.created_at > now() - make_interval(days => %(incident_days)s)
-    AND f.leg = ANY(%(legs)s)
+    AND f.leg = ANY(%(legs)s) AND f.environment IS NOT DISTINCT FROM %(env)s
 ), starts AS (
   SELECT leg, created_at AS started, reason FROM fails WHERE previous IS DISTINCT FROM 'fail'
   ORDER BY created_at DESC LIMIT %(max_incidents)s
 )
 SELECT s.leg, s.started, e.ended,
        (SELECT count(*) FROM {t} c WHERE c.leg = s.leg AND c.created_at >= s.started
+          AND c.environment IS NOT DISTINCT FROM %(env)s
           AND c.created_at < coalesce(e.ended, 'infinity')) AS runs,
        s.reason
 FROM starts s
 LEFT JOIN LATERAL (SELECT min(n.created_at) AS ended FROM {t} n
-                   WHERE n.leg = s.leg AND n.created_at > s.started AND n.result <> 'fail') e ON true
+                   WHERE n.leg = s.leg AND n.created_at > s.started AND n.result <> 'fail'
+                     AND n.environment IS NOT DISTINCT FROM %(env)s) e ON true
 ORDER BY s.started DESC""").format(t=t),
     }
 
@@ -92,12 +112,16 @@ class StatusSource:
     """Answers ``snapshot()``; one short, guarded connection per call, never a held session."""
 
     def __init__(self, database_url: Secret | None, table: str, interval_seconds: float,
-                 recent: Callable[[], Sequence[Outcome]] = lambda: (), environment: str | None = None) -> None:
+                 recent: Callable[[], Sequence[Outcome]] = lambda: (), environment: str | None = None,
+                 window: Callable[[], Any] = lambda: None) -> None:
         self.database_url = database_url
         self.table = table
         self.interval_seconds = interval_seconds
         self.recent = recent
         self.environment = environment
+        # The window the runner holds open (it ends by itself at its end): the banner's source
+        # while the database cannot be read, so the page, the gauge and the outcomes agree.
+        self.window = window
 
     def snapshot(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or datetime.now(UTC)
@@ -115,7 +139,9 @@ class StatusSource:
 
         assert self.database_url is not None
         queries = _sql(self.table)
-        params = {"legs": list(LEGS), "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS}
+        # Only this prober's environment: a laptop's rows in the same table never show, nor count.
+        params = {"legs": list(LEGS), "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS,
+                  "env": self.environment}
         with db.session(self.database_url, application_name="payment-probe-status") as conn:
             conn.execute("SET TIME ZONE 'UTC'")
             current = {r[0]: r[1:] for r in conn.execute(queries["current"], params).fetchall()}
@@ -129,7 +155,7 @@ class StatusSource:
             latency = {r[0]: r[1:] for r in conn.execute(queries["latency"], params).fetchall()}
             incidents = conn.execute(queries["incidents"], params).fetchall()
             windows = maintenance.open_and_upcoming(conn)
-        latest = max((row[3] for row in current.values()), default=None)
+        latest = max((_utc(row[3]) for row in current.values()), default=None)
         today = now.astimezone(UTC).date()
         legs = []
         for leg in LEGS:
@@ -174,7 +200,9 @@ class StatusSource:
                 "uptime": {"24h": None, "7d": None, "30d": None}, "latency_ms": {"p50": None, "p95": None},
                 "days": [],
             })
-        return self._shape(now, latest, legs, [], [], history=False, note=note)
+        window = self.window()
+        windows = [] if window is None else [window.as_json() | {"open": True}]
+        return self._shape(now, latest, legs, [], windows, history=False, note=note)
 
     def _shape(self, now: datetime, latest: datetime | None, legs: list[dict[str, Any]],
                incidents: list[dict[str, Any]], windows: list[dict[str, Any]], *, history: bool,
@@ -211,3 +239,57 @@ def _day(day: Any, by_day: dict[Any, tuple[int, int]]) -> dict[str, Any]:
         return {"day": day.isoformat(), "result": "no_data", "runs": 0}
     rank, count = found
     return {"day": day.isoformat(), "result": ("pass", "degraded", "fail")[rank], "runs": int(count)}
+
+
+class StatusSnapshots:
+    """``/status`` without a database session per request (SPEC section 13, 10).
+
+    One query at a time refreshes the snapshot, at most every ``REFRESH_SECONDS``; a request waits
+    at most ``ANSWER_SECONDS`` for a refresh it started and otherwise gets the last snapshot, with
+    its age (``snapshot_age_seconds``): 500 concurrent requests cost one session, and a frozen
+    database costs a request under a second.
+    """
+
+    REFRESH_SECONDS = 15.0
+    ANSWER_SECONDS = 0.8
+
+    def __init__(self, source: StatusSource) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+        self._latest: tuple[float, dict[str, Any]] | None = None  # (monotonic time taken, snapshot)
+        self._refresh: threading.Thread | None = None
+        self.refreshes = 0  # how many snapshots were taken (each one database session at most)
+
+    def get(self) -> dict[str, Any]:
+        with self._lock:
+            latest = self._latest
+            fresh = latest is not None and time.monotonic() - latest[0] < self.REFRESH_SECONDS
+            if not fresh and (self._refresh is None or not self._refresh.is_alive()):
+                self._refresh = threading.Thread(target=self._take, name="status-snapshot", daemon=True)
+                self._refresh.start()
+            refresh = self._refresh
+        if not fresh and refresh is not None:
+            refresh.join(self.ANSWER_SECONDS)
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return self._aged(time.monotonic(), self.source._from_memory(
+                datetime.now(UTC), "history loading: the database has not answered yet"))
+        return self._aged(latest[0], latest[1])
+
+    def _take(self) -> None:
+        snapshot = self.source.snapshot()
+        with self._lock:
+            self._latest = (time.monotonic(), snapshot)
+            self.refreshes += 1
+
+    def _aged(self, taken: float, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot as of now: its own age, and the latest run's age moved on by as much."""
+        age = max(0.0, time.monotonic() - taken)
+        answer = dict(snapshot, snapshot_age_seconds=round(age, 1))
+        run_age = snapshot.get("latest_run_age_seconds")
+        if run_age is not None:
+            answer["latest_run_age_seconds"] = round(run_age + age, 1)
+        answer["stale"] = answer["latest_run_age_seconds"] is None or (
+            answer["latest_run_age_seconds"] > snapshot["stale_after_seconds"])
+        return answer

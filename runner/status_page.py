@@ -59,6 +59,19 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _latest_run(snapshot: dict[str, Any]) -> str:
+    if snapshot.get("latest_run_at") is None:
+        return "No data yet: no run has been recorded"
+    return (f'Latest run: {escape(snapshot["latest_run_at"])} '
+            f'(<span id=age>{_age(snapshot.get("latest_run_age_seconds"))}</span> ago)')
+
+
+def _snapshot_age(snapshot: dict[str, Any]) -> str:
+    """Served from a snapshot (one query at a time): say how old it is once it is not fresh."""
+    age = snapshot.get("snapshot_age_seconds")
+    return "" if age is None or age < 1 else f" (snapshot {_age(age)} old)"
+
+
 def render(snapshot: dict[str, Any]) -> str:
     env = snapshot.get("environment")
     parts = [
@@ -67,9 +80,8 @@ def render(snapshot: dict[str, Any]) -> str:
         f"<title>payment-probe status{' — ' + escape(env) if env else ''}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>payment-probe status{' — ' + escape(env) if env else ''}</h1>",
-        f'<p class=muted>Latest run: {escape(snapshot.get("latest_run_at") or "none")} '
-        f'(<span id=age>{_age(snapshot.get("latest_run_age_seconds"))}</span> ago) · generated '
-        f'{escape(snapshot["generated_at"])} · <a href="/status.json">status.json</a></p>',
+        f'<p class=muted>{_latest_run(snapshot)} · generated {escape(snapshot["generated_at"])}'
+        f'{_snapshot_age(snapshot)} · <a href="/status.json">status.json</a></p>',
     ]
     if snapshot["stale"]:
         parts.append(

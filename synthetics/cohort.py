@@ -11,6 +11,8 @@ import time
 import uuid
 from typing import Any
 
+from synthetics import db
+
 COHORT_PREFIX = "payment-probe-cohort-"
 
 
@@ -34,11 +36,15 @@ def tier_of(conn: Any, team_id: str) -> str | None:
 
 
 def wait_for_tier(conn: Any, team_id: str, expected: str, wait_seconds: float) -> str | None:
-    """Poll until the tier equals ``expected`` or the wait runs out; return the last tier seen."""
+    """Poll until the tier equals ``expected`` or the wait runs out; return the last tier seen.
+
+    Each poll is its own guarded statement: a database that freezes mid-poll is found out within
+    one statement's bound, not after the whole wait plus a guard."""
     deadline = time.monotonic() + wait_seconds
     pause = 0.05
     while True:
-        tier = tier_of(conn, team_id)
+        with db.guard(conn, db.STATEMENT_GUARD_SECONDS):
+            tier = tier_of(conn, team_id)
         if tier == expected:
             return tier
         remaining = deadline - time.monotonic()

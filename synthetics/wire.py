@@ -389,7 +389,7 @@ def exchange(
     parts = urlsplit(url)
     conn = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
     request = _request_bytes(conn, method, Target.of(url), parts.path or "/", headers, body, {})
-    sock, target, phases = open_connection(url, timeout, context, deadline)
+    sock, _target, phases = open_connection(url, timeout, context, deadline)
     try:
         sent_at = time.perf_counter()
         try:

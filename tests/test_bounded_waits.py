@@ -362,3 +362,27 @@ def _scrape(port: int) -> str:
         return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     except requests.RequestException:
         return ""
+
+
+def test_dead_letter_rows_past_the_bound_are_counted_and_logged_as_a_count(
+        database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from runner.signals.audit import migrate
+
+    migrate(Secret(database_url), "audit_log")
+    dropped: list[int] = []
+    sink = AuditSink(Secret(database_url), "audit_log", tmp_path / "s.jsonl", on_dropped=dropped.append,
+                     max_spool_rows=3)
+    poison = [row_of(Outcome(leg="billing_state", result="pass", severity="info", reason=f"p{i}",
+                             latency_seconds=0.1, run_id="r", timestamp=time.time())) for i in range(5)]
+    for row in poison:
+        row["latency_ms"] = "not a number"
+    sink.spool.path.write_text("".join(json.dumps(r) + "\n" for r in poison))  # as a bigger bound left it
+    with caplog.at_level("ERROR", logger="payment_probe.audit"):
+        sink.flush([])
+    kept = [json.loads(line)["reason"] for line in sink.dead_letter.path.read_text().splitlines()]
+    assert kept == ["p2", "p3", "p4"] and dropped == [2]
+    messages = [r.getMessage() for r in caplog.records]
+    rejected = [m for m in messages if "rejected 5 row(s) for good" in m]
+    assert len(rejected) == 1 and f"(ids {poison[0]['id']} … {poison[4]['id']})" in rejected[0]
+    assert poison[2]["id"] not in rejected[0]  # a count and the ends, not a list of every id
+    assert any("dead-letter file" in m and "dropped the 2 oldest" in m for m in messages)

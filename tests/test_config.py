@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 

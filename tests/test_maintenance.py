@@ -31,12 +31,18 @@ def test_start_list_end(env: dict[str, str], database_url: str) -> None:
     listed = [json.loads(line) for line in cli("maintenance", "list", env=env).stdout.splitlines()]
     assert [w["reason"] for w in listed] == ["deploying billing-api v42", "db upgrade"]  # open, then upcoming
     ended = cli("maintenance", "end", env=env)
-    assert ended.returncode == 0 and json.loads(ended.stdout)["reason"] == "deploying billing-api v42"
+    assert ended.returncode == 0
+    assert [(w["reason"], w["action"]) for w in map(json.loads, ended.stdout.splitlines())] == [
+        ("deploying billing-api v42", "ended")]
     assert [json.loads(line)["reason"] for line in cli("maintenance", "list", env=env).stdout.splitlines()] == [
-        "db upgrade"]  # the upcoming one is not ended by `end`
+        "db upgrade"]  # the upcoming one is not touched while one is open
+    cancelled = cli("maintenance", "end", env=env)  # none open: the next upcoming one is cancelled
+    assert [(w["reason"], w["action"]) for w in map(json.loads, cancelled.stdout.splitlines())] == [
+        ("db upgrade", "cancelled")]
     again = cli("maintenance", "end", env=env)
     assert again.returncode == 2
-    assert again.stderr.strip().splitlines() == ["payment-probe: maintenance end: no maintenance window is open"]
+    assert again.stderr.strip().splitlines() == [
+        "payment-probe: maintenance end: no maintenance window is open or upcoming"]
 
 
 @pytest.mark.parametrize(("args", "line"), [

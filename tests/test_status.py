@@ -208,3 +208,48 @@ def test_a_real_runner_serves_the_page_to_a_browser_and_without_javascript(
     for blob in (html, dom.stdout, body):
         assert "STATUSCANARY" not in blob and password not in blob and role not in blob
     assert json.loads(body)["legs"][1]["leg"] == "billing_state"
+
+
+def _outcome_row(database_url: str, leg: str, result: str, ago_minutes: int, environment: str | None) -> None:
+    query(database_url, "INSERT INTO audit_log (id, created_at, actor, action, run_id, leg, result, severity, reason, "
+                        "latency_ms, environment) VALUES (gen_random_uuid(), now() - make_interval(mins => %s), 'a', "
+                        "'b', 'r', %s, %s, 'info', %s, 5, %s)",
+          (ago_minutes, leg, result, "ok" if result == "pass" else "http_status:500", environment))
+
+
+def test_the_page_shows_its_own_environment_only(database_url: str) -> None:
+    migrate(Secret(database_url), "audit_log")
+    for ago in (30, 25, 20):
+        _outcome_row(database_url, "billing_state", "pass", ago, "prod")
+    _outcome_row(database_url, "billing_state", "fail", 2, "laptop")  # a laptop run writing to the same table
+    _outcome_row(database_url, "billing_state", "fail", 1, None)
+    snapshot = StatusSource(Secret(database_url), "audit_log", 300, environment="prod").snapshot()
+    billing = next(leg for leg in snapshot["legs"] if leg["leg"] == "billing_state")
+    assert (billing["result"], billing["reason"]) == ("pass", "ok")
+    assert billing["uptime"]["24h"] == 100.0 and snapshot["incidents"] == []
+    assert 1190 <= snapshot["latest_run_age_seconds"] <= 1500  # the laptop's rows do not refresh "latest run"
+    laptop = StatusSource(Secret(database_url), "audit_log", 300, environment="laptop").snapshot()
+    assert [i["leg"] for i in laptop["incidents"]] == ["billing_state"]
+    assert next(leg for leg in laptop["legs"] if leg["leg"] == "billing_state")["uptime"]["24h"] == 0.0
+
+
+def test_a_zone_less_created_at_is_read_as_utc(database_url: str) -> None:
+    query(database_url, "CREATE TABLE audit_log (id uuid PRIMARY KEY, created_at timestamp NOT NULL "
+                        "DEFAULT (now() AT TIME ZONE 'UTC'), actor text, action text, run_id text, leg text, "
+                        "result text, severity text, reason text, latency_ms double precision, environment text, "
+                        "metadata jsonb DEFAULT '{}')")
+    migrate(Secret(database_url), "audit_log")
+    query(database_url, "INSERT INTO audit_log (id, created_at, actor, action, run_id, leg, result, severity, reason) "
+                        "VALUES (gen_random_uuid(), (now() AT TIME ZONE 'UTC') - interval '10 minutes', 'a', 'b', "
+                        "'r', 'billing_state', 'fail', 'error', 'http_status:500')")
+    snapshot = StatusSource(Secret(database_url), "audit_log", 300).snapshot()
+    assert snapshot["history_available"] is True, snapshot["note"]
+    assert 590 <= snapshot["latest_run_age_seconds"] <= 900
+    assert snapshot["incidents"][0]["ongoing"] is True and "Z" in snapshot["incidents"][0]["started_at"]
+    assert "history unavailable" not in render(snapshot)
+
+
+def test_an_empty_history_says_so_in_words(database_url: str) -> None:
+    migrate(Secret(database_url), "audit_log")
+    page = render(StatusSource(Secret(database_url), "audit_log", 300).snapshot())
+    assert "No data yet: no run has been recorded" in page and "never ago" not in page

@@ -31,6 +31,17 @@ WEBHOOK = {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg
                "description": "The leg webhook_security failed in its latest run. If the reason is unsigned_accepted or forged_accepted, the payment webhook accepted a payload without a valid signature: anyone can forge a paid upgrade. Treat as a security incident.",
                "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
 
+NO_RUN_TEXT = ("The dead man's switch: the prober is enabled yet no replica has run the legs for {} (more than 3 "
+               "intervals of 5 minutes), or no replica has exported any series for 20 minutes (every pod gone, "
+               "crash-looping, or its scrape broken). No leg, including checkout_reachable and webhook_security, is "
+               "being checked.")
+
+def no_run(age):
+    return {"exp_labels": {"severity": "page", "team": "billing-oncall"},
+            "exp_annotations": {"summary": "payment-probe is enabled but no replica has run the legs for 3 intervals",
+                                "description": NO_RUN_TEXT.format(age),
+                                "runbook_url": RUNBOOK.format("PaymentProbeNoRecentRun")}}
+
 def at(t, name, alerts):
     return {"eval_time": f"{t}m", "alertname": name, "exp_alerts": alerts}
 
@@ -78,7 +89,7 @@ tests.append({"name": "no recent run", "interval": "1m", "input_series": [
  "alert_rule_test": [at(25, "PaymentProbeNoRecentRun", []), at(27, "PaymentProbeNoRecentRun", [{
      "exp_labels": {"severity": "page", "team": "billing-oncall"},
      "exp_annotations": {"summary": "payment-probe is enabled but no replica has run the legs for 3 intervals",
-                         "description": "The dead man's switch: the prober is enabled yet the newest run on any replica is 17m 0s old (more than 3 intervals of 5 minutes). No leg, including checkout_reachable and webhook_security, is being checked.",
+                         "description": NO_RUN_TEXT.format("17m 0s"),
                          "runbook_url": RUNBOOK.format("PaymentProbeNoRecentRun")}}])]})
 tests.append({"name": "disabled", "interval": "1m", "input_series": [
     {"series": "instant_payment_probe_enabled", "values": "0x120"},
@@ -133,6 +144,53 @@ tests.append({"name": "maintenance window", "interval": "1m", "input_series": [
     {"series": 'instant_payment_probe_maintenance{instance="b"}', "values": "0x60"}],
  "alert_rule_test": [at(t, n, []) for t in (22, 26, 31, 44) for n in ("PaymentProbeLegFailing", "PaymentProbeWebhookSecurityFailing", "PaymentProbeNoRecentRun")]
    + [at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)])]})  # the window closed, still failing: pages
+
+# 12. Absence. A healthy prober (runs every 5 minutes) until its last run at 30m, then every pod gone (its
+#     series end): the stopped runs page at 47m (3 intervals + 1m + the 1m hold), and once nothing at all
+#     has been exported for 20 minutes the absence keeps it firing (90m), never a gap between the two.
+def healthy_until(last, end, instance="a"):
+    runs = " ".join(str(300 * (t // 5)) for t in range(last + 1))
+    return [{"series": f'instant_payment_probe_enabled{{instance="{instance}"}}', "values": alive("1 " * (end + 1), 0, last)},
+            {"series": f'instant_payment_probe_last_run_timestamp_seconds{{instance="{instance}"}}',
+             "values": alive(runs + " 0" * (end - last), 0, last)}]
+tests.append({"name": "every pod gone", "interval": "1m", "input_series": healthy_until(30, 100),
+ "alert_rule_test": [at(44, "PaymentProbeNoRecentRun", []), at(46, "PaymentProbeNoRecentRun", []),
+                     at(47, "PaymentProbeNoRecentRun", [no_run("17m 0s")]),
+                     at(50, "PaymentProbeNoRecentRun", [no_run("20m 0s")]),
+                     *[at(t, "PaymentProbeNoRecentRun", [no_run("20m 0s")]) for t in (51, 52, 60, 75, 90, 100)]]})
+# 13. A rollout to a version that crash-loops on exit 2 before its first scrape: the same as every pod gone.
+#     A broken scrape (the pods run, Prometheus cannot reach them) leaves the same absence: the same page.
+tests.append({"name": "crash loop never scraped, or a broken scrape", "interval": "1m",
+ "input_series": [*healthy_until(30, 100), {"series": 'up{instance="a",job="payment-probe"}', "values": "1x30 0x70"}],
+ "alert_rule_test": [at(46, "PaymentProbeNoRecentRun", []), at(47, "PaymentProbeNoRecentRun", [no_run("17m 0s")]),
+                     at(90, "PaymentProbeNoRecentRun", [no_run("20m 0s")])]})
+# 14. Never scraped at all (a prober deployed into a broken scrape, or crash-looping from its first pod):
+#     pages once 20 minutes of nothing have passed since the rule's data began.
+tests.append({"name": "never scraped", "interval": "1m", "input_series": [
+    {"series": 'up{instance="a",job="payment-probe"}', "values": "0x60"}],
+ "alert_rule_test": [at(21, "PaymentProbeNoRecentRun", [no_run("20m 0s")]), at(60, "PaymentProbeNoRecentRun", [no_run("20m 0s")])]})
+# 15. A flag-off deployment: it exports enabled 0 and never runs: silent for ever. Turning the flag off on a
+#     running prober is silent at once, although its last run grows old.
+tests.append({"name": "flag off", "interval": "1m", "input_series": [
+    {"series": 'instant_payment_probe_enabled{instance="a"}', "values": "1x30 0x90"},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="a"}',
+     "values": " ".join(str(300 * (t // 5)) for t in range(31)) + " 1800" * 90}],
+ "alert_rule_test": [at(t, "PaymentProbeNoRecentRun", []) for t in (40, 47, 50, 60, 90, 120)]})
+# 16. A rollout: the old pod's series end at 30m, the new pod is scraped from 32m (enabled 1, last run 0
+#     until its first run at 34m): silent throughout.
+tests.append({"name": "rollout", "interval": "1m", "input_series": [
+    *healthy_until(30, 80, "old"),
+    {"series": 'instant_payment_probe_enabled{instance="new"}', "values": " ".join(["_"] * 32 + ["1"] * 49)},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{instance="new"}',
+     "values": " ".join(["_"] * 32 + [str(0 if t < 34 else 2040 + 300 * ((t - 34) // 5)) for t in range(32, 81)])}],
+ "alert_rule_test": [at(t, "PaymentProbeNoRecentRun", []) for t in (31, 33, 35, 40, 50, 60, 80)]})
+# 17. Failures inside a maintenance window, and the first run after it passes: no page after the window.
+#     (Case 11 is the other half: still failing after the window pages at once.)
+tests.append({"name": "window closes, first run passes", "interval": "1m", "input_series": [
+    {"series": S.format(i="a", leg="billing_state", r="fail"), "values": steps({21, 26, 31, 36, 41}, 70)},
+    {"series": S.format(i="a", leg="billing_state", r="pass"), "values": steps({46, 51, 56, 61, 66}, 70)},
+    {"series": 'instant_payment_probe_maintenance{instance="a"}', "values": "0x19 1x25 0x26"}],
+ "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (22, 30, 44, 45, 46, 47, 50, 55, 60, 70)]})
 
 doc = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}
 text = ("# promtool test rules alerts_test.yml — each alert fires when it must and stays silent when it must not,\n"

@@ -76,11 +76,15 @@ CREATE TABLE IF NOT EXISTS {table} (
 
 
 def index_sql(table: str) -> list[Any]:
-    """History by leg and time (the status page's walks), and the failures alone (its incidents)."""
+    """History by leg and time (the status page's walks), by leg, result and time (since when a
+    state holds: one index lookup per result, never a scan of a leg whose result never changed),
+    and the failures alone (its incidents)."""
     from psycopg import sql
 
     base = table.split(".")[-1][:40]
     return [
+        sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, result, created_at)").format(
+            name=sql.Identifier(base + "_leg_result_idx"), table=table_identifier(table)),
         sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, created_at)").format(
             name=sql.Identifier(base + "_leg_created_at_idx"), table=table_identifier(table)),
         sql.SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (leg, created_at) WHERE result = 'fail'").format(
@@ -105,17 +109,20 @@ def rollup_sql(conn: Any, table: str, schema: str) -> list[Any]:
     function = table_identifier(f"{qualified.rsplit('.', 1)[0]}.{name[:40]}_hourly_fn")
     body = sql.SQL("""
 BEGIN
-  INSERT INTO {hourly} AS h (leg, hour, runs, up, fails, degraded)
-  VALUES (NEW.leg, date_trunc('hour', NEW.created_at AT TIME ZONE 'UTC'), 1,
+  INSERT INTO {hourly} AS h (leg, environment, hour, runs, up, fails, degraded)
+  VALUES (NEW.leg, coalesce(NEW.environment, ''), date_trunc('hour', NEW.created_at AT TIME ZONE 'UTC'), 1,
           (NEW.result IN ('pass', 'degraded'))::int, (NEW.result = 'fail')::int, (NEW.result = 'degraded')::int)
-  ON CONFLICT (leg, hour) DO UPDATE SET runs = h.runs + 1, up = h.up + EXCLUDED.up,
+  ON CONFLICT (leg, environment, hour) DO UPDATE SET runs = h.runs + 1, up = h.up + EXCLUDED.up,
     fails = h.fails + EXCLUDED.fails, degraded = h.degraded + EXCLUDED.degraded;
   RETURN NULL;
 END""").format(hourly=hourly)
     return [
+        # A roll-up from before environments were kept apart is derived data: rebuilt from the rows.
+        sql.SQL("DROP TABLE IF EXISTS {hourly}").format(hourly=hourly),
         sql.SQL("""CREATE TABLE IF NOT EXISTS {hourly} (
-  leg text NOT NULL, hour timestamp NOT NULL, runs integer NOT NULL, up integer NOT NULL,
-  fails integer NOT NULL, degraded integer NOT NULL, PRIMARY KEY (leg, hour))""").format(hourly=hourly),
+  leg text NOT NULL, environment text NOT NULL DEFAULT '', hour timestamp NOT NULL,
+  runs integer NOT NULL, up integer NOT NULL, fails integer NOT NULL, degraded integer NOT NULL,
+  PRIMARY KEY (leg, environment, hour))""").format(hourly=hourly),
         sql.SQL("CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER "
                 "SET search_path = pg_catalog AS {body}").format(fn=function, body=sql.Literal(body.as_string(conn))),
         sql.SQL("DROP TRIGGER IF EXISTS {trigger} ON {table}").format(
@@ -123,11 +130,11 @@ END""").format(hourly=hourly)
         sql.SQL("CREATE TRIGGER {trigger} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {fn}()").format(
             trigger=sql.Identifier(f"{name[:40]}_hourly_trg"), table=table_identifier(table), fn=function),
         # Backfill what the table already holds (an audit table from before the roll-up).
-        sql.SQL("""INSERT INTO {hourly} (leg, hour, runs, up, fails, degraded)
-SELECT leg, date_trunc('hour', created_at AT TIME ZONE 'UTC'), count(*),
+        sql.SQL("""INSERT INTO {hourly} (leg, environment, hour, runs, up, fails, degraded)
+SELECT leg, coalesce(environment, ''), date_trunc('hour', created_at AT TIME ZONE 'UTC'), count(*),
        count(*) FILTER (WHERE result IN ('pass', 'degraded')), count(*) FILTER (WHERE result = 'fail'),
        count(*) FILTER (WHERE result = 'degraded')
-FROM {table} GROUP BY 1, 2""").format(hourly=hourly, table=table_identifier(table)),
+FROM {table} GROUP BY 1, 2, 3""").format(hourly=hourly, table=table_identifier(table)),
     ]
 
 
@@ -178,8 +185,14 @@ def migrate(database_url: Secret, table: str) -> None:
 def ensure_rollup(conn: Any, table: str) -> None:
     """Create the hourly roll-up (and the indexes) once, when this role may; without it the status
     page shows current states and incidents but no uptime figures (logged, never fatal)."""
-    if regclass(conn, hourly_table(table)) is not None:
-        return
+    hourly = regclass(conn, hourly_table(table))
+    schema_prefix, _, name = table.rpartition(".")
+    by_result = regclass(conn, f"{schema_prefix + '.' if schema_prefix else ''}{name[:40]}_leg_result_idx")
+    if by_result is not None and hourly is not None and conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'environment' AND NOT attisdropped",
+        (hourly,),
+    ).fetchone():
+        return  # current: roll-up by environment, and the index the status page's "since" walks
     schema = conn.execute("SELECT current_schema()").fetchone()[0]
     try:
         with conn.transaction():
@@ -239,7 +252,8 @@ class AuditSink:
         self._database_url = database_url
         self.table = table
         self.spool = Spool(spool_path, max_spool_rows) if max_spool_rows else Spool(spool_path)
-        self.dead_letter = Spool(spool_path.with_name(spool_path.stem + ".dead-letter.jsonl"))
+        self.dead_letter = Spool(spool_path.with_name(spool_path.stem + ".dead-letter.jsonl"),
+                                 self.spool.max_rows)  # the same bound; drops past it are counted
         self._on_error = on_error or (lambda _sink: None)
         self._on_dropped = on_dropped or (lambda _n: None)
         self.in_outage = False
@@ -272,9 +286,12 @@ class AuditSink:
         import psycopg
 
         try:
-            with db.session(self._database_url, autocommit=False, application_name="payment-probe-audit") as conn:
-                with conn.cursor() as cur:
-                    cur.executemany(insert_sql(self.table), [_params(r) for r in rows])
+            # A run's rows insert in milliseconds: 5 s is plenty and bounds what a database that
+            # freezes mid-flush costs the run; a spool replay of many rows gets up to the full guard.
+            budget = min(db.GUARD_SECONDS, db.STATEMENT_GUARD_SECONDS + len(rows) / 1000)
+            with db.session(self._database_url, autocommit=False, application_name="payment-probe-audit",
+                            budget=budget) as conn, conn.cursor() as cur:
+                cur.executemany(insert_sql(self.table), [_params(r) for r in rows])
                 conn.commit()
             return []
         except psycopg.errors.UndefinedTable as exc:
@@ -328,14 +345,19 @@ class AuditSink:
             return
         try:
             with self.dead_letter.locked():
-                self.dead_letter.write(self.dead_letter.read() + rows)
+                dropped = self.dead_letter.write(self.dead_letter.read() + rows)
         except OSError as exc:
             log.error("audit dead-letter file %s unusable (%s): %d rejected rows lost",
                       self.dead_letter.path, type(exc).__name__, len(rows))
             self._on_dropped(len(rows))
             return
-        log.error("audit table %s rejected %d row(s) for good (%s); kept in %s: %s", self.table, len(rows),
-                  db.describe(cause), self.dead_letter.path, ",".join(str(r["id"]) for r in rows))
+        # A count and the first and last id, never a list: a run of thousands must not be one huge line.
+        log.error("audit table %s rejected %d row(s) for good (%s); kept in %s (ids %s … %s)", self.table,
+                  len(rows), db.describe(cause), self.dead_letter.path, rows[0]["id"], rows[-1]["id"])
+        if dropped:
+            self._on_dropped(dropped)
+            log.error("audit dead-letter file %s is full (%d rows): dropped the %d oldest", self.dead_letter.path,
+                      self.dead_letter.max_rows, dropped)
 
     def _outage(self, rows: list[dict[str, Any]], exc: BaseException) -> list[dict[str, Any]]:
         self._on_error("audit")
