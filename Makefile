@@ -6,6 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 FAULT  ?=
+PROVIDER ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/payment-probe demo $(if $(FAULT),--fault $(FAULT))
+	$(BIN)/payment-probe demo $(if $(FAULT),--fault $(FAULT)) $(if $(PROVIDER),--provider $(PROVIDER))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

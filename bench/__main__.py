@@ -33,13 +33,14 @@ from runner.legrun import LegRunner  # noqa: E402
 from runner.signals.metrics import ProbeMetrics  # noqa: E402
 from runner.signals.plugin import SignalsPlugin  # noqa: E402
 from sandbox.server import SandboxServer, SandboxSettings, start  # noqa: E402
-from synthetics import signing  # noqa: E402
 from synthetics.config import load_config  # noqa: E402
+from synthetics.providers.razorpay import RAZORPAY  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SECRET = "whsec_bench"
 PLAN = "plan_bench_pro"
+SETTLE = 0.2
 
 
 def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: str) -> dict[str, str]:
@@ -48,6 +49,8 @@ def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: s
         "PAYMENT_PROBE_DATABASE_URL": database_url, "RAZORPAY_TEST_WEBHOOK_SECRET": SECRET,
         "PAYMENT_PROBE_TEST_PLAN_ID_PRO": PLAN, "PAYMENT_PROBE_SPOOL_DIR": str(spool),
         "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
+        # The replay leg's hold is a deliberate wait, not work: short here, and the bare script waits as long.
+        "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS": str(SETTLE),
     }
     if sandbox.settings.tls is not None:  # the production shape: HTTPS behind a private CA
         env["PAYMENT_PROBE_CA_BUNDLE"] = str(sandbox.settings.tls.ca_path)
@@ -57,25 +60,40 @@ def probe_env(sandbox: SandboxServer, database_url: str, spool: Path, **extra: s
 
 # ---- 1. run overhead ---------------------------------------------------------------------------
 
+def _post(session: requests.Session, base: str, event: Any, key: str | None) -> bytes:
+    p = RAZORPAY
+    headers = {**p.delivery_headers(event, 0), **(p.signature_headers(key, event, 0) if key else {})}
+    return session.post(f"{base}/razorpay/webhook", data=event.body, headers=headers).content
+
+
+def _tier_is(conn: Any, team: str, tier: str) -> None:
+    while conn.execute("SELECT plan_tier FROM teams WHERE id = %s", (team,)).fetchone()[0] != tier:
+        time.sleep(0.01)
+
+
 def bare_run(base: str, database_url: str, session: requests.Session) -> None:
-    """The same HTTP requests and SQL statements as one run of the five legs, nothing else."""
+    """The same HTTP requests and SQL statements as one run of the legs, nothing else."""
     read = [session.post(f"{base}/api/v1/billing/checkout", json={"plan_id": "pro", "synthetic": True}).content]
     session.get(f"{base}/api/v1/billing").json()
     session.get(f"{base}/api/v1/billing/invoices").json()
-    read.append(session.post(f"{base}/razorpay/webhook", data=signing.UNSIGNED_PROBE_BODY).content)
-    forged = signing.charged_event(str(uuid.uuid4()), PLAN)
-    read.append(session.post(f"{base}/razorpay/webhook", data=forged,
-                             headers={"X-Razorpay-Signature": signing.forged_signature(forged)}).content)
+    now = time.time()
+    read.append(_post(session, base, RAZORPAY.probe_event(now), None))
+    read.append(_post(session, base, RAZORPAY.upgrade_event(str(uuid.uuid4()), PLAN, now), "forged-key"))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        team = str(uuid.uuid4())
-        conn.execute("INSERT INTO teams (id, name, plan_tier, is_test_cohort) VALUES (%s, %s, 'hobby', true)",
-                     (team, f"payment-probe-cohort-bench-{team[:8]}"))
-        body = signing.charged_event(team, PLAN)
-        read.append(session.post(f"{base}/razorpay/webhook", data=body,
-                                 headers={"X-Razorpay-Signature": signing.sign(SECRET, body)}).content)
-        while conn.execute("SELECT plan_tier FROM teams WHERE id = %s", (team,)).fetchone()[0] != "pro":
-            time.sleep(0.01)
-        conn.execute("DELETE FROM teams WHERE id = %s AND is_test_cohort", (team,))
+        for replay in (False, True):
+            team = str(uuid.uuid4())
+            conn.execute("INSERT INTO teams (id, name, plan_tier, is_test_cohort) VALUES (%s, %s, 'hobby', true)",
+                         (team, f"payment-probe-cohort-bench-{team[:8]}"))
+            charged = RAZORPAY.upgrade_event(team, PLAN, now)
+            read.append(_post(session, base, charged, SECRET))
+            _tier_is(conn, team, "pro")
+            if replay:  # webhook_replay: cancel, retry the charge, hold
+                read.append(_post(session, base, RAZORPAY.cancel_event(team, PLAN, now), SECRET))
+                _tier_is(conn, team, "hobby")
+                read.append(_post(session, base, charged, SECRET))
+                time.sleep(SETTLE)
+                conn.execute("SELECT plan_tier FROM teams WHERE id = %s", (team,)).fetchone()
+            conn.execute("DELETE FROM teams WHERE id = %s AND is_test_cohort", (team,))
     with psycopg.connect(database_url, autocommit=True) as conn:  # the audit rows
         conn.execute("CREATE TABLE IF NOT EXISTS bench_audit (id uuid PRIMARY KEY, leg text)")
         with conn.cursor() as cur:

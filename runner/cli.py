@@ -7,6 +7,7 @@ line naming the variable and the accepted form (never a secret's value).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -26,6 +27,9 @@ DISABLED_LINE = "payment-probe: disabled (PAYMENT_PROBE_ENABLED is off); no legs
 def _die(message: str) -> int:
     print(f"payment-probe: {message}", file=sys.stderr)
     return EXIT_CONFIG
+
+
+SANDBOX_SECRET = "whsec_c2FuZGJveCB0ZXN0IHNlY3JldA=="  # base64 after whsec_: valid for every scheme
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--database-url", default=None)
     sb.add_argument("--fault", action="append", default=[], metavar="NAME",
                     help="start with this fault on (repeatable); change later with POST /_sandbox/faults")
+    sb.add_argument("--provider", choices=["razorpay", "stripe", "standard"], default=None,
+                    help="the webhook scheme it verifies (default PAYMENT_PROBE_PROVIDER, else razorpay); "
+                    "the webhook path follows: /razorpay/webhook, /stripe/webhook, /webhooks")
     sb.add_argument("--webhook-secret", default=None,
-                    help="default RAZORPAY_TEST_WEBHOOK_SECRET, else whsec_sandbox_test")
+                    help="default PAYMENT_PROBE_WEBHOOK_SECRET or RAZORPAY_TEST_WEBHOOK_SECRET, else "
+                    f"{SANDBOX_SECRET}")
     sb.add_argument("--plan-id", default=None,
                     help="TEST plan id that upgrades; default PAYMENT_PROBE_TEST_PLAN_ID_PRO, else plan_test_pro")
     sb.add_argument("--api-token", default=None, help="demand this bearer token on the billing endpoints")
@@ -88,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded Postgres + sandbox + the runner, printing each run",
                           description="The README's main job: everything on loopback, until Ctrl-C.")
     demo.add_argument("--fault", action="append", default=[], metavar="NAME")
+    demo.add_argument("--provider", choices=["razorpay", "stripe", "standard"], default=None,
+                      help="the webhook scheme the sandbox verifies and the legs speak (default "
+                      "PAYMENT_PROBE_PROVIDER, else razorpay)")
     demo.add_argument("--interval", type=float, default=15.0, help="seconds between runs (default 15)")
     demo.add_argument("--metrics-port", type=int, default=None,
                       help="default 9466, or a free port if that one is busy")
@@ -119,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from runner.demo import run_demo
 
+        if args.provider:
+            from synthetics.providers import PROVIDERS
+
+            config = dataclasses.replace(config, provider=args.provider,
+                                         webhook_path=PROVIDERS[args.provider].default_path)
         return run_demo(config, args.fault, args.interval, args.metrics_port)
     return EXIT_CONFIG
 
@@ -214,7 +230,8 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
     try:
         settings = SandboxSettings(
             database_url=database_url,
-            webhook_secret=args.webhook_secret or reveal(config.webhook_secret) or "whsec_sandbox_test",
+            webhook_secret=args.webhook_secret or reveal(config.webhook_secret) or SANDBOX_SECRET,
+            provider=args.provider or config.provider,
             plan_id_pro=args.plan_id or config.test_plan_id_pro or "plan_test_pro",
             api_token=args.api_token, faults=args.fault, tls=tls,
         )

@@ -22,7 +22,7 @@ from runner.signals.table import outcome_table
 from synthetics.config import DEFAULT_METRICS_PORT, ProbeConfig
 from synthetics.secret import Secret
 
-DEMO_SECRET = "whsec_demo_only_not_a_real_secret"
+DEMO_SECRET = "whsec_ZGVtbyBvbmx5LCBub3QgYSByZWFsIHNlY3JldA=="  # base64 after whsec_: fits every scheme
 DEMO_PLAN = "plan_test_pro"
 
 
@@ -65,7 +65,8 @@ def run_demo(base: ProbeConfig, faults: list[str], interval: float, metrics_port
         tls = make_tls(workdir / "ca.pem", cert_days=90, hostnames=("localhost", "127.0.0.1"))
         try:
             sandbox = start(SandboxSettings(database_url=database_url, webhook_secret=DEMO_SECRET,
-                                            plan_id_pro=DEMO_PLAN, faults=faults, tls=tls))
+                                            plan_id_pro=DEMO_PLAN, faults=faults, tls=tls, provider=base.provider,
+                                            webhook_path=base.webhook_path))
         except UnknownFault as exc:
             print(f"payment-probe: --fault: {exc}", file=sys.stderr)
             return 2
@@ -91,7 +92,8 @@ def run_demo(base: ProbeConfig, faults: list[str], interval: float, metrics_port
         except StartupError as exc:
             print(f"payment-probe: {exc}", file=sys.stderr)
             return 2
-        print(f"sandbox billing API  {sandbox.url}   faults: {', '.join(faults) or 'none'}")
+        print(f"sandbox billing API  {sandbox.url}   provider: {config.provider}   faults: "
+              f"{', '.join(faults) or 'none'}")
         print(f"private CA (trusted) {tls.ca_path}   (PAYMENT_PROBE_CA_BUNDLE)")
         print(f"metrics              http://127.0.0.1:{port}/metrics   (health: /healthz)")
         print(f"status page          http://127.0.0.1:{port}/status    (machines: /status.json)")

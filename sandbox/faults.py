@@ -20,6 +20,7 @@ NAMED_FAULTS = frozenset(
         "invoices_bad_utf8", "invoices_deep_json", "invoices_string_200",
         "webhook_accept_unsigned", "webhook_accept_forged", "webhook_wrong_rejection", "webhook_500",
         "upgrade_no_flip", "upgrade_flip_then_500", "upgrade_slow_flip",
+        "webhook_accept_stale", "webhook_no_dedup", "cancel_ignored", "webhook_duplicate_409",
     }
 )
 

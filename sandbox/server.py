@@ -7,7 +7,6 @@ the prober's signer or paths would agree with the prober's bugs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
 import socket
@@ -21,10 +20,10 @@ from typing import Any
 
 import psycopg
 
+from sandbox import schemes
 from sandbox.faults import FaultSet, UnknownFault
 from sandbox.tls import SandboxTLS
 
-REPLAY_WINDOW_SECONDS = 300
 MAX_WEBHOOK_BYTES = 1024 * 1024
 
 TEAMS_DDL = """
@@ -44,7 +43,9 @@ class SandboxSettings:
     webhook_secret: str = "whsec_sandbox_test"
     plan_id_pro: str = "plan_test_pro"
     tier_for_plan: str = "pro"
-    webhook_path: str = "/razorpay/webhook"
+    webhook_path: str = ""  # default: the provider's (/razorpay/webhook, /stripe/webhook, /webhooks)
+    provider: str = "razorpay"  # razorpay, stripe or standard
+    cancelled_tier: str = "hobby"  # what a cancellation sets
     api_token: str | None = None  # when set, billing endpoints demand this bearer token
     slow_seconds: float = 2.5  # billing_slow: just past the 2 s budget, still correct
     flip_delay_seconds: float = 3.0  # upgrade_slow_flip
@@ -62,6 +63,9 @@ class SandboxServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], settings: SandboxSettings) -> None:
+        if settings.provider not in schemes.PROVIDERS:
+            raise ValueError(f"unknown provider {settings.provider!r}; known: {', '.join(schemes.PROVIDERS)}")
+        settings.webhook_path = settings.webhook_path or schemes.DEFAULT_PATHS[settings.provider]
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.settings = settings
@@ -314,14 +318,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if self._common_faults("webhook"):
             return
-        signature = self.headers.get("X-Razorpay-Signature")
-        expected = hmac.new(settings.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
-        valid = signature is not None and hmac.compare_digest(expected.encode(), signature.encode())
-        if not valid:
+        headers = {name: self.headers.get(name, "") for name in self.headers.keys()}  # noqa: SIM118
+        verdict = schemes.verify(settings.provider, settings.webhook_secret, headers, body, time.time())
+        if verdict.signature != "valid":
             if "webhook_500" in faults:  # the signature gate crashes; signed events still flow
                 self._json(500, {"error": "internal"})
                 return
-            accepting = "webhook_accept_unsigned" if signature is None else "webhook_accept_forged"
+            accepting = "webhook_accept_unsigned" if verdict.signature == "missing" else "webhook_accept_forged"
             if accepting in faults:
                 self._json(200, {"status": "accepted"})
             elif "webhook_wrong_rejection" in faults:
@@ -331,36 +334,42 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return
         try:
             event = json.loads(body)
-            created = int(event["created_at"])
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             self._json(400, {"error": "invalid_payload"})
             return
-        if abs(time.time() - created) > REPLAY_WINDOW_SECONDS:
+        if not verdict.fresh and "webhook_accept_stale" not in faults:
             self._json(400, {"error": "stale_event"})
             return
-        event_id = self.headers.get("X-Razorpay-Event-Id", "")
         with self.server.seen_lock:
-            duplicate = bool(event_id) and event_id in self.server.seen_event_ids
-            if event_id:
-                self.server.seen_event_ids.add(event_id)
-        if duplicate:
-            self._json(200, {"status": "duplicate"})
+            duplicate = bool(verdict.event_id) and verdict.event_id in self.server.seen_event_ids
+            if verdict.event_id:
+                self.server.seen_event_ids.add(verdict.event_id)
+        if duplicate and "webhook_no_dedup" not in faults:
+            if "webhook_duplicate_409" in faults:  # refused, not acknowledged: the provider retries for hours
+                self._json(409, {"error": "already_processed"})
+                return
+            self._json(200, {"status": "duplicate"})  # acknowledged, never applied twice
             return
-        self._apply(event)
+        self._apply(schemes.change_of(settings.provider, event))
 
-    def _apply(self, event: dict[str, Any]) -> None:
+    def _apply(self, change: schemes.Change | None) -> None:
         faults = self.server.faults
         settings = self.server.settings
-        try:
-            subscription = event["payload"]["subscription"]["entity"]
-            team_id = str(uuid.UUID(subscription["notes"]["team_id"]))
-            plan_id = subscription["plan_id"]
-        except (KeyError, TypeError, ValueError):
+        if change is None or change.plan_id != settings.plan_id_pro:
             self._json(200, {"status": "ignored"})
             return
-        if event.get("event") != "subscription.charged" or plan_id != settings.plan_id_pro:
-            self._json(200, {"status": "ignored"})
+        if change.action == "cancel":
+            if "cancel_ignored" in faults:
+                self._json(200, {"status": "applied"})
+                return
+            try:
+                updated = self.server.set_tier(change.team_id, settings.cancelled_tier)
+            except psycopg.Error:
+                self._json(503, {"error": "database_unavailable"})
+                return
+            self._json(200, {"status": "applied" if updated else "ignored"})
             return
+        team_id = change.team_id
         if "upgrade_no_flip" in faults:
             self._json(200, {"status": "applied"})
             return

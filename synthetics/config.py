@@ -23,6 +23,7 @@ SECRET_VARIABLES = frozenset(
     {
         "PAYMENT_PROBE_API_TOKEN",
         "RAZORPAY_TEST_WEBHOOK_SECRET",
+        "PAYMENT_PROBE_WEBHOOK_SECRET",
         "NEW_RELIC_INSERT_KEY",
         "PAYMENT_PROBE_DATABASE_URL",
     }
@@ -42,6 +43,8 @@ VARIABLES = (
     "PAYMENT_PROBE_ENVIRONMENT", "PAYMENT_PROBE_AUDIT_TABLE", "PAYMENT_PROBE_SPOOL_DIR",
     "PAYMENT_PROBE_CA_BUNDLE", "PAYMENT_PROBE_CLIENT_CERT", "PAYMENT_PROBE_CLIENT_KEY",
     "PAYMENT_PROBE_CERT_WARN_DAYS", "PAYMENT_PROBE_CERT_FAIL_DAYS",
+    "PAYMENT_PROBE_PROVIDER", "PAYMENT_PROBE_WEBHOOK_SECRET", "PAYMENT_PROBE_CANCELLED_TIER",
+    "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS",
 )
 
 # Values that travel in an HTTP header (or a URL path): printable ASCII only, checked at start.
@@ -290,6 +293,9 @@ class ProbeConfig:
     client_key: str | None = None  # its key (the path; the file's contents are never read here)
     cert_warn_days: int = 21
     cert_fail_days: int = 7
+    provider: str = "razorpay"  # PAYMENT_PROBE_PROVIDER: the webhook scheme (synthetics.providers)
+    cancelled_tier: str = "hobby"  # the tier a cancellation returns a team to (webhook_replay)
+    replay_settle_seconds: float = 3.0  # how long webhook_replay holds the tier after the retry
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
@@ -356,6 +362,20 @@ def load_config(
         checked_context(ca_bundle, client_cert, client_key)  # refused PEM: exit 2 now, not a red leg later
     except TLSConfigError as exc:
         raise ConfigError(exc.variable, "a PEM file OpenSSL accepts (certificate, key and CA bundle)") from None
+    from synthetics.providers import PROVIDERS
+
+    provider = (_text(env, "PAYMENT_PROBE_PROVIDER") or D.provider).lower()
+    if provider not in PROVIDERS:
+        raise ConfigError("PAYMENT_PROBE_PROVIDER", f"one of {', '.join(PROVIDERS)}", env.get("PAYMENT_PROBE_PROVIDER"))
+    webhook_secret = _text(env, "PAYMENT_PROBE_WEBHOOK_SECRET") or (
+        _text(env, "RAZORPAY_TEST_WEBHOOK_SECRET") if provider == "razorpay" else None)
+    if provider == "standard" and webhook_secret is not None:
+        from synthetics.providers.standard import key_bytes
+
+        try:
+            key_bytes(webhook_secret)
+        except ValueError:
+            raise ConfigError("PAYMENT_PROBE_WEBHOOK_SECRET", "a Standard Webhooks secret: whsec_ and base64") from None
     account = _text(env, "NEW_RELIC_ACCOUNT_ID")
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
@@ -366,7 +386,7 @@ def load_config(
         database_url=_secret(parse_database_url(
             db_source, database_url or _text(env, "PAYMENT_PROBE_DATABASE_URL")
         )),
-        webhook_secret=_secret(_text(env, "RAZORPAY_TEST_WEBHOOK_SECRET")),
+        webhook_secret=_secret(webhook_secret),
         test_plan_id_pro=_text(env, "PAYMENT_PROBE_TEST_PLAN_ID_PRO"),
         interval_seconds=parse_seconds(env, "PAYMENT_PROBE_INTERVAL_SECONDS", D.interval_seconds),
         http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", D.http_timeout_seconds),
@@ -382,7 +402,7 @@ def load_config(
         upgrade_wait_seconds=parse_seconds(env, "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", D.upgrade_wait_seconds),
         expected_tier=_text(env, "PAYMENT_PROBE_EXPECTED_TIER") or D.expected_tier,
         checkout_plan_id=_text(env, "PAYMENT_PROBE_CHECKOUT_PLAN_ID") or D.checkout_plan_id,
-        webhook_path=parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", D.webhook_path),
+        webhook_path=parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", PROVIDERS[provider].default_path),
         environment=_text(env, "PAYMENT_PROBE_ENVIRONMENT"),
         audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", D.audit_table),
         spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR") or os.path.join(
@@ -392,4 +412,7 @@ def load_config(
         client_key=client_key,
         cert_warn_days=warn_days,
         cert_fail_days=fail_days,
+        provider=provider,
+        cancelled_tier=_text(env, "PAYMENT_PROBE_CANCELLED_TIER") or D.cancelled_tier,
+        replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
     )

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synthetics import __version__, signing, wire
+from synthetics import __version__, wire
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed
-from synthetics.secret import Secret
 from synthetics.tls import api_context
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -63,11 +62,11 @@ class ProbeClient:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        sign_with: Secret | None = None,
+        sign: Callable[[], Mapping[str, str]] | None = None,
         on_status: Callable[[int], None] | None = None,
     ) -> ProbeResponse:
-        """One exchange. ``sign_with`` adds ``X-Razorpay-Signature`` = HMAC-SHA256 of ``body``,
-        computed here so the signature never sits in a leg's locals or a report.
+        """One exchange. ``sign`` gives the signature headers, called here at send time so a
+        signature never sits in a leg's locals or a report.
 
         ``on_status`` judges the status line the moment it arrives (status before body): what it
         raises ends the leg whatever the body then does (undecodable, too large, trickled).
@@ -85,8 +84,8 @@ class ProbeClient:
         try:
             if self._token:
                 send["Authorization"] = "Bearer " + self._token.reveal()
-            if sign_with is not None:
-                send["X-Razorpay-Signature"] = signing.sign(sign_with, body or b"")
+            if sign is not None:
+                send.update(sign())
             response = wire.exchange(
                 method, self.base_url + path, headers=send, body=body, timeout=self.timeout,
                 context=self._context, max_body=MAX_BODY_BYTES,

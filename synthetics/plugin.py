@@ -148,9 +148,11 @@ class UpgradeSettings:
 @pytest.fixture
 def upgrade_settings(probe_config: ProbeConfig) -> UpgradeSettings:
     """The upgrade leg's three variables; the first missing one names the ``degraded`` reason."""
+    from synthetics.providers import PROVIDERS
+
     for variable, value in (
         ("PAYMENT_PROBE_DATABASE_URL", probe_config.database_url),
-        ("RAZORPAY_TEST_WEBHOOK_SECRET", probe_config.webhook_secret),
+        (PROVIDERS[probe_config.provider].secret_variable, probe_config.webhook_secret),
         ("PAYMENT_PROBE_TEST_PLAN_ID_PRO", probe_config.test_plan_id_pro),
     ):
         if not value:

@@ -28,6 +28,7 @@ LEGS: dict[str, Leg] = {
         Leg("webhook_security", "prod_safe", 2.0),
         Leg("upgrade_webhook_e2e", "upgrade", 8.0, "upgrade"),
         Leg("tls_certificate", "prod_safe", 2.0, "none"),
+        Leg("webhook_replay", "upgrade", 10.0, "none"),
     )
 }
 

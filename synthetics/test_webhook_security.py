@@ -1,17 +1,20 @@
-"""The payment-provider webhook must reject unsigned and forged payloads, every time."""
+"""The payment-provider webhook must reject unsigned, forged and (where time is signed) stale deliveries."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
-from synthetics import signing
 from synthetics.config import ProbeConfig
+from synthetics.delivery import deliver, provider_of
 from synthetics.failures import LegFailed
 from synthetics.http import ProbeClient, ProbeResponse
 from synthetics.plugin import LegRecord
+
+STALE_SECONDS = 3600  # an hour old: far outside any provider's 300 s tolerance
 
 
 def _refuse_acceptance(reason: str) -> Callable[[int], None]:
@@ -20,20 +23,15 @@ def _refuse_acceptance(reason: str) -> Callable[[int], None]:
 
     def judge(status: int) -> None:
         if 200 <= status < 300:
-            raise LegFailed(reason, f"HTTP {status}: webhook without a valid signature accepted",
+            raise LegFailed(reason, f"HTTP {status}: webhook without a valid, current signature accepted",
                             severity="critical")
 
     return judge
 
 
-def _judge_rejection(response: ProbeResponse, accepted_reason: str) -> LegFailed | None:
+def _judge_rejection(response: ProbeResponse) -> LegFailed | None:
     """``None`` when the API answered 400 ``invalid_signature``; otherwise the failure to raise."""
     status = response.status
-    if 200 <= status < 300:
-        return LegFailed(
-            accepted_reason, f"HTTP {status}: webhook without a valid signature accepted",
-            severity="critical",
-        )
     if status != 400:
         return LegFailed(f"http_status:{status}", f"expected 400 invalid_signature, got {status}")
     try:
@@ -49,29 +47,24 @@ def _judge_rejection(response: ProbeResponse, accepted_reason: str) -> LegFailed
 def test_webhook_security(
     probe_http: ProbeClient, probe_config: ProbeConfig, leg_record: LegRecord
 ) -> None:
-    path = probe_config.webhook_path
-    unsigned = probe_http.request(
-        "POST", path, body=signing.UNSIGNED_PROBE_BODY,
-        headers={"X-Razorpay-Event-Id": signing.event_id()},
-        on_status=_refuse_acceptance("unsigned_accepted"),
-    )
-    forged_body = signing.charged_event(str(uuid.uuid4()), probe_config.test_plan_id_pro or "plan_probe")
-    forged = probe_http.request(
-        "POST", path, body=forged_body,
-        headers={
-            "X-Razorpay-Signature": signing.forged_signature(forged_body),
-            "X-Razorpay-Event-Id": signing.event_id(),
-        },
-        on_status=_refuse_acceptance("forged_accepted"),
-    )
+    provider = provider_of(probe_config)
+    now = time.time()
+    plan = probe_config.test_plan_id_pro or "plan_probe"
+    unsigned = deliver(probe_http, probe_config, provider.probe_event(now), "none",
+                       on_status=_refuse_acceptance("unsigned_accepted"))
+    forged = deliver(probe_http, probe_config, provider.upgrade_event(str(uuid.uuid4()), plan, now), "forged",
+                     on_status=_refuse_acceptance("forged_accepted"))
     leg_record.note("unsigned_status", unsigned.status)
     leg_record.note("forged_status", forged.status)
-    failures = [
-        f for f in (
-            _judge_rejection(unsigned, "unsigned_accepted"),
-            _judge_rejection(forged, "forged_accepted"),
-        ) if f is not None
-    ]
+    failures = [f for f in (_judge_rejection(unsigned), _judge_rejection(forged)) if f is not None]
+    if provider.signs_time and probe_config.webhook_secret:
+        # (c) correctly signed, an hour old, for a team that does not exist: any 4xx is right.
+        old = now - STALE_SECONDS
+        stale = deliver(probe_http, probe_config, provider.upgrade_event(str(uuid.uuid4()), plan, old), "valid",
+                        secret=probe_config.webhook_secret, at=int(old),
+                        on_status=_refuse_acceptance("stale_accepted"))
+        leg_record.note("stale_status", stale.status)
+        if not 400 <= stale.status < 500:
+            failures.append(LegFailed(f"http_status:{stale.status}", f"a stale delivery got {stale.status}, not 4xx"))
     if failures:
-        # An accepted payload is a money-and-security incident: it outranks a wrong error code.
-        raise next((f for f in failures if f.severity == "critical"), failures[0])
+        raise failures[0]

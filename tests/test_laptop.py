@@ -63,9 +63,11 @@ def test_unconfigured_upgrade_leg_skips_not_fails(tmp_path: Path) -> None:
     log = tmp_path / "outcomes.jsonl"
     proc = pytest_cli("-m", "upgrade", f"--probe-log={log}", env={"PAYMENT_PROBE_SPOOL_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout
-    assert "1 skipped" in proc.stdout
-    (line,) = [json.loads(x) for x in log.read_text().splitlines()]
-    assert (line["result"], line["reason"]) == ("degraded", "config_missing:PAYMENT_PROBE_DATABASE_URL")
+    assert "2 skipped" in proc.stdout
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert sorted((line["leg"], line["result"], line["reason"]) for line in lines) == [
+        ("upgrade_webhook_e2e", "degraded", "config_missing:PAYMENT_PROBE_DATABASE_URL"),
+        ("webhook_replay", "degraded", "config_missing:PAYMENT_PROBE_DATABASE_URL")]
 
 
 def test_upgrade_leg_from_a_laptop_writes_audit_rows(sandbox: SandboxServer, database_url: str, tmp_path: Path) -> None:
@@ -74,8 +76,8 @@ def test_upgrade_leg_from_a_laptop_writes_audit_rows(sandbox: SandboxServer, dat
         "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path), "PAYMENT_PROBE_ENVIRONMENT": "laptop",
         "PAYMENT_PROBE_CA_BUNDLE": ca_of(sandbox)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert query(database_url, "SELECT leg, result, environment FROM audit_log") == [
-        ("upgrade_webhook_e2e", "pass", "laptop")]
+    assert query(database_url, "SELECT leg, result, environment FROM audit_log ORDER BY leg") == [
+        ("upgrade_webhook_e2e", "pass", "laptop"), ("webhook_replay", "pass", "laptop")]
     assert query(database_url, "SELECT count(*) FROM teams") == [(0,)]
 
 

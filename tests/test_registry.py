@@ -39,8 +39,9 @@ def test_each_leg_carries_exactly_its_registered_marker() -> None:
         assert tests[f"test_{name}"] & set(MARKERS) == {leg.marker}, name
 
 
-def test_only_the_upgrade_leg_is_marked_upgrade() -> None:
-    assert [n for n, leg in LEGS.items() if leg.marker == "upgrade"] == ["upgrade_webhook_e2e"]
+def test_only_the_money_path_legs_are_marked_upgrade() -> None:
+    assert [n for n, leg in LEGS.items() if leg.marker == "upgrade"] == ["upgrade_webhook_e2e", "webhook_replay"]
+    assert LEGS["webhook_replay"].slow_seconds == 10.0
 
 
 def test_leg_for_test_maps_names_and_rejects_strangers() -> None:

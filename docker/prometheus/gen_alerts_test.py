@@ -25,11 +25,19 @@ def leg_failing(leg, value, extra=None):
                 "description": f"The synthetic leg {leg} failed {value} times in the last 3 runs (14 minutes). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\").",
                 "runbook_url": RUNBOOK.format("PaymentProbeLegFailing")}}
 
-WEBHOOK = {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg": "webhook_security"},
-           "exp_annotations": {
-               "summary": "payment-probe leg webhook_security failed: the payment webhook's signature gate is broken",
-               "description": "The leg webhook_security failed in its latest run. If the reason is unsigned_accepted or forged_accepted, the payment webhook accepted a payload without a valid signature: anyone can forge a paid upgrade. Treat as a security incident.",
-               "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
+SECURITY_TEXT = ("The leg {} failed critically in its latest run. unsigned_accepted, forged_accepted or "
+                 "stale_accepted: the webhook accepted a delivery without a valid, current signature, so anyone "
+                 "can forge a paid upgrade. replay_applied: a provider's retry of an event already applied was "
+                 "applied again after a cancellation. Treat as a security incident.")
+
+def security(leg):
+    return {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg": leg},
+            "exp_annotations": {
+                "summary": f"payment-probe leg {leg}: the payment webhook accepted what it must refuse",
+                "description": SECURITY_TEXT.format(leg),
+                "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
+
+WEBHOOK = security("webhook_security")
 
 NO_RUN_TEXT = ("The dead man's switch: the prober is enabled yet no replica has run the legs for {} (more than 3 "
                "intervals of 5 minutes), or no replica has exported any series for 20 minutes (every pod gone, "
@@ -191,6 +199,23 @@ tests.append({"name": "window closes, first run passes", "interval": "1m", "inpu
     {"series": S.format(i="a", leg="billing_state", r="pass"), "values": steps({46, 51, 56, 61, 66}, 70)},
     {"series": 'instant_payment_probe_maintenance{instance="a"}', "values": "0x19 1x25 0x26"}],
  "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (22, 30, 44, 45, 46, 47, 50, 55, 60, 70)]})
+
+# 18. A critical outcome of another leg (webhook_replay: replay_applied) pages critical at the scrape of that
+#     run, survives a restart mid-incident, and resolves after its next run is not critical.
+C = 'instant_payment_probe_critical_total{{instance="{i}",leg="{leg}"}}'
+tests.append({"name": "replay applied: critical from any leg", "interval": "1m", "input_series": [
+    {"series": C.format(i="a", leg="webhook_replay"), "values": steps({21}, 50)},
+    {"series": S.format(i="a", leg="webhook_replay", r="fail"), "values": steps({21}, 50)},
+    {"series": C.format(i="a", leg="upgrade_webhook_e2e"), "values": steps(set(), 50)}],
+ "alert_rule_test": [at(20, "PaymentProbeWebhookSecurityFailing", []),
+                     at(21, "PaymentProbeWebhookSecurityFailing", [security("webhook_replay")]),
+                     at(26, "PaymentProbeWebhookSecurityFailing", [security("webhook_replay")]),
+                     at(27, "PaymentProbeWebhookSecurityFailing", []),
+                     at(21, "PaymentProbeLegFailing", [])]})
+tests.append({"name": "critical across a restart", "interval": "1m", "input_series": [
+    {"series": C.format(i="old", leg="webhook_replay"), "values": alive(steps({20, 25, 30}, 60), 0, 31)},
+    {"series": C.format(i="new", leg="webhook_replay"), "values": " ".join(["_"] * 34 + steps({34, 38, 43, 48}, 60).split()[34:])}],
+ "alert_rule_test": [at(t, "PaymentProbeWebhookSecurityFailing", [security("webhook_replay")]) for t in range(20, 50)]})
 
 doc = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}
 text = ("# promtool test rules alerts_test.yml — each alert fires when it must and stays silent when it must not,\n"

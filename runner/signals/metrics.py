@@ -91,6 +91,11 @@ class ProbeMetrics:
             "Audit rows dropped at the spool's bound while the database was unreachable.",
             registry=registry,
         )
+        self.critical = Counter(
+            "instant_payment_probe_critical",
+            "Outcomes of severity critical by leg (a forgery, a stale or replayed delivery accepted).",
+            ["leg"], registry=registry,
+        )
         for sink in SINK_NAMES:
             self.sink_errors.labels(sink=sink)
 
@@ -98,6 +103,7 @@ class ProbeMetrics:
         """Create every leg x result series at 0, so ``rate()`` and alerts work from the first scrape."""
         for leg in LEGS:
             self.latency.labels(leg=leg)
+            self.critical.labels(leg=leg)
             for result in RESULTS:
                 self.outcomes.labels(leg=leg, result=result)
             for phase in PHASES:
@@ -112,6 +118,8 @@ class MetricsSink:
 
     def record(self, outcome: Outcome) -> None:
         self.metrics.outcomes.labels(leg=outcome.leg, result=outcome.result).inc()
+        if outcome.severity == "critical":
+            self.metrics.critical.labels(leg=outcome.leg).inc()
         if outcome.latency_seconds is not None:
             self.metrics.latency.labels(leg=outcome.leg).observe(outcome.latency_seconds)
         for phase, seconds in outcome.phases.items():
