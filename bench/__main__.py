@@ -165,6 +165,56 @@ def bench_plugin(sandbox: SandboxServer, database_url: str, workdir: Path, reps:
     return {"reps": reps, "without_ms": a * 1000, "with_ms": b * 1000, "overhead_ms": (b - a) * 1000}
 
 
+def bench_traces(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
+    """CPU per run of the legs (the whole process: the export thread counts) with tracing off — the
+    SDK not even imported — and on, exporting to a local OTLP/HTTP receiver that answers at once."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import CollectorRegistry
+
+    from runner.legrun import LegRunner
+    from runner.signals.traces import Traces
+    from runner.signals.wiring import build_sinks
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    config = load_config(probe_env(sandbox, database_url, workdir / "spool-traces"))
+    devnull = open(os.devnull, "w")  # noqa: SIM115
+    traces = Traces.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+                              "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    runners = {"off": LegRunner(config, SignalsPlugin(build_sinks(config, ProbeMetrics(CollectorRegistry()),
+                                                                  log_stream=devnull)), quiet=True),
+               "on": LegRunner(config, SignalsPlugin(build_sinks(config, ProbeMetrics(CollectorRegistry()),
+                                                                 log_stream=devnull), traces=traces), quiet=True)}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for name in ("off", "on"):
+            runners[name].run("warm")
+        for i in range(reps):  # interleaved, so drift hits both alike
+            for name in ("off", "on"):
+                started = time.process_time()
+                runners[name].run(f"{name}-{i}")
+                cpu[name].append(time.process_time() - started)
+    finally:
+        if traces is not None:
+            traces.shutdown()
+        server.shutdown()
+    off, on = statistics.median(cpu["off"]) * 1000, statistics.median(cpu["on"]) * 1000
+    return {"reps": reps, "off_cpu_ms": round(off, 1), "on_cpu_ms": round(on, 1), "extra_cpu_ms": round(on - off, 1)}
+
+
 # ---- 2. latency fidelity -------------------------------------------------------------------------
 
 def _blackbox_module(workdir: Path, ca: Path | None) -> Path:
@@ -256,8 +306,8 @@ def bench_parser(sandbox: SandboxServer, database_url: str, workdir: Path, reps:
     out: dict[str, Any] = {"exchanges": reps * 25}
     headers = {"User-Agent": "payment-probe-bench", "Accept": "application/json", "Accept-Encoding": "identity"}
     try:
-        for scheme, base, context in (("http", plain.url, None),
-                                      ("https", sandbox.url, api_context(str(sandbox.settings.tls.ca_path)))):
+        ca = str(sandbox.settings.tls.ca_path)
+        for scheme, base, context in (("http", plain.url, None), ("https", sandbox.url, api_context(ca, None, None))):
             url = base + "/api/v1/billing/invoices"
             figures: dict[str, list[float]] = {"h11": [], "hand": []}
             for _ in range(reps):  # interleaved, so drift hits both alike
@@ -539,6 +589,9 @@ def render(results: dict[str, Any]) -> str:
         f"| run overhead ({o['reps']} runs, medians) | prober {o['prober_ms']:.1f} ms vs bare script "
         f"{o['bare_ms']:.1f} ms: overhead **{o['overhead_ms']:.1f} ms**, ratio {o['ratio']:.2f}x "
         f"(prober p90 {o['prober_p90_ms']:.1f} ms) | <= 150 ms | {'yes' if o['overhead_ms'] <= 150 else 'no'} |",
+        f"| traces ({results['traces']['reps']} runs each, medians, process CPU) | off (SDK not imported) "
+        f"**{results['traces']['off_cpu_ms']:.1f} ms** per run, on (exporting to a local OTLP receiver) "
+        f"**{results['traces']['on_cpu_ms']:.1f} ms**: {results['traces']['extra_cpu_ms']:+.1f} ms | (reported) | - |",
         f"| signals plugin ({pl['reps']} sessions, medians) | {pl['without_ms']:.1f} ms without, "
         f"{pl['with_ms']:.1f} ms with the plugin and its log, metrics and audit sinks: **{pl['overhead_ms']:.1f} ms** "
         "per session | (reported) | - |",
@@ -604,8 +657,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
-    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "parser", "status", "production", "soak",
-                                           "footprint", "parallel"],
+    parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "parser", "traces", "status",
+                                           "production", "soak", "footprint", "parallel"],
                         help="run one benchmark and print it (RESULTS.md is written only by a full run)")
     args = parser.parse_args()
     reps, soak_runs = (5, 110) if args.quick else (40, 1000)
@@ -621,6 +674,7 @@ def main() -> int:
                      ("plugin", lambda: bench_plugin(sandbox, pg.url, workdir, reps)),
                      ("fidelity", lambda: bench_fidelity(sandbox, pg.url, workdir, reps)),
                      ("parser", lambda: bench_parser(sandbox, pg.url, workdir, reps)),
+                     ("traces", lambda: bench_traces(sandbox, pg.url, workdir, reps)),
                      ("status", lambda: bench_status(sandbox, pg.url, workdir, reps)),
                      ("production", lambda: bench_production(sandbox, pg.url, workdir, 10 if args.quick else 60)),
                      ("soak", lambda: bench_soak(sandbox, pg.url, workdir, soak_runs)),

@@ -51,8 +51,13 @@ class App:
         if config.enabled:
             self.metrics.prime()
         self.http: ProbeHTTPServer | None = None
+        from runner.signals.traces import Traces
+
+        # None unless an OTLP endpoint is set: then the SDK is never imported (SPEC 16).
+        self.traces = Traces.from_env(on_error=lambda sink: self.metrics.sink_errors.labels(sink=sink).inc())
         plugin = SignalsPlugin(
             build_sinks(config, self.metrics, log_stream=log_stream),
+            traces=self.traces,
             on_sink_error=count_sink_error(self.metrics),
             expected_legs=LEGS,
         )
@@ -133,6 +138,8 @@ class App:
     def close(self) -> None:
         if self.runner.leadership is not None:
             self.runner.leadership.close()
+        if self.traces is not None:
+            self.traces.shutdown()  # bounded: a collector that hangs does not hold the exit
         if self.http is not None:
             self.http.stop()
             self.http = None

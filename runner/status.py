@@ -84,7 +84,7 @@ GROUP BY 1, 2""").format(h=h),
         # one, and ends at the first run after it that is not a fail (or is ongoing).
         "incidents": sql.SQL("""
 WITH fails AS (
-  SELECT f.leg, f.created_at, f.reason,
+  SELECT f.leg, f.created_at, f.reason, f.metadata->>'trace_id' AS trace_id,
          (SELECT p.result FROM {t} p WHERE p.leg = f.leg AND p.created_at < f.created_at
             AND p.environment IS NOT DISTINCT FROM %(env)s
           ORDER BY p.created_at DESC LIMIT 1) AS previous
@@ -92,14 +92,14 @@ WITH fails AS (
   WHERE f.result = 'fail' AND f.created_at > now() - make_interval(days => %(incident_days)s)
     AND f.leg = ANY(%(legs)s) AND f.environment IS NOT DISTINCT FROM %(env)s
 ), starts AS (
-  SELECT leg, created_at AS started, reason FROM fails WHERE previous IS DISTINCT FROM 'fail'
+  SELECT leg, created_at AS started, reason, trace_id FROM fails WHERE previous IS DISTINCT FROM 'fail'
   ORDER BY created_at DESC LIMIT %(max_incidents)s
 )
 SELECT s.leg, s.started, e.ended,
        (SELECT count(*) FROM {t} c WHERE c.leg = s.leg AND c.created_at >= s.started
           AND c.environment IS NOT DISTINCT FROM %(env)s
           AND c.created_at < coalesce(e.ended, 'infinity')) AS runs,
-       s.reason
+       s.reason, s.trace_id
 FROM starts s
 LEFT JOIN LATERAL (SELECT min(n.created_at) AS ended FROM {t} n
                    WHERE n.leg = s.leg AND n.created_at > s.started AND n.result <> 'fail'
@@ -180,8 +180,8 @@ class StatusSource:
             })
         return self._shape(now, latest, legs, [
             {"leg": leg, "started_at": _iso(started), "ended_at": _iso(ended), "ongoing": ended is None,
-             "runs": int(runs), "reason": reason}
-            for leg, started, ended, runs, reason in incidents
+             "runs": int(runs), "reason": reason, "trace_id": trace_id}
+            for leg, started, ended, runs, reason, trace_id in incidents
         ], [w.as_json() | {"open": w.starts_at <= now} for w in windows], history=True, note=None)
 
     # ---- from the runner's memory ------------------------------------------------------------

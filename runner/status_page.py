@@ -125,11 +125,12 @@ def render(snapshot: dict[str, Any]) -> str:
         parts.append("<h2>Recent incidents</h2>")
         if snapshot["incidents"]:
             parts.append("<table><thead><tr><th>leg</th><th>started</th><th>ended</th><th>failed runs</th>"
-                         "<th>reason</th></tr></thead><tbody>")
+                         "<th>reason</th><th>trace</th></tr></thead><tbody>")
             for inc in snapshot["incidents"]:
                 ended = "ongoing ✖" if inc["ongoing"] else escape(inc["ended_at"] or "")
                 parts.append(f'<tr><td><code>{escape(inc["leg"])}</code></td><td>{escape(inc["started_at"])}</td>'
-                             f'<td>{ended}</td><td>{inc["runs"]}</td><td>{escape(inc["reason"] or "")}</td></tr>')
+                             f'<td>{ended}</td><td>{inc["runs"]}</td><td>{escape(inc["reason"] or "")}</td>'
+                             f'<td><code>{escape(inc.get("trace_id") or "—")}</code></td></tr>')
             parts.append("</tbody></table>")
         else:
             parts.append("<p class=muted>No failures in the last 30 days.</p>")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ from sandbox.faults import FaultSet, UnknownFault
 from sandbox.tls import SandboxTLS
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
+log = logging.getLogger("payment_probe.sandbox")
 
 TEAMS_DDL = """
 CREATE TABLE IF NOT EXISTS teams (
@@ -135,6 +137,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     # ---- plumbing -------------------------------------------------------------------------
     def _record(self) -> None:
+        traceparent = self.headers.get("traceparent")
+        if traceparent:  # the join: this request is the probe span's, in the probe's trace
+            log.info("%s %s traceparent=%s tracestate=%s", self.command, self.path.split("?", 1)[0][:100],
+                     traceparent[:55], (self.headers.get("tracestate") or "")[:100])
         self.server.requests.append(
             {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
              "body": b""}

@@ -296,6 +296,7 @@ class ProbeConfig:
     provider: str = "razorpay"  # PAYMENT_PROBE_PROVIDER: the webhook scheme (synthetics.providers)
     cancelled_tier: str = "hobby"  # the tier a cancellation returns a team to (webhook_replay)
     replay_settle_seconds: float = 3.0  # how long webhook_replay holds the tier after the retry
+    otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
@@ -310,6 +311,12 @@ class ProbeConfig:
             values.append(self.database_url.reveal())
         if self.client_key:
             values.extend(_key_material(self.client_key))
+        if self.otel_headers:  # "api-key=VALUE,x-team=VALUE": each value, raw and URL-decoded
+            from urllib.parse import unquote
+
+            for pair in self.otel_headers.reveal().split(","):
+                value = pair.partition("=")[2].strip()
+                values += [value, unquote(value)]
         return tuple(values)
 
 
@@ -334,7 +341,8 @@ def load_config(
     database_url: str | None = None,
 ) -> ProbeConfig:
     """Build the config from ``env`` (default ``os.environ``); keyword overrides win (pytest options)."""
-    env = resolve_environment(os.environ if env is None else env)
+    raw_env: Mapping[str, str] = os.environ if env is None else env
+    env = resolve_environment(raw_env)
     for option, value in (("--base-url", base_url), ("--api-token", api_token), ("--database-url", database_url)):
         if value is not None:
             check_value(option, value)
@@ -415,4 +423,6 @@ def load_config(
         provider=provider,
         cancelled_tier=_text(env, "PAYMENT_PROBE_CANCELLED_TIER") or D.cancelled_tier,
         replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
+        otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
+                                                    raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),
     )

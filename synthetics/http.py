@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synthetics import __version__, wire
+from synthetics import __version__, tracing, wire
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed
 from synthetics.tls import api_context
@@ -81,6 +81,16 @@ class ProbeClient:
         if body is not None:
             send.setdefault("Content-Type", "application/json")
         what = f"{method} {path}"
+        span = tracing.start_exchange(method, self.base_url + path)
+        if span is not None:
+            send.update(span.headers)
+        statuses: list[int] = []
+
+        def on_head(status: int, _headers: Mapping[str, str]) -> None:
+            statuses.append(status)
+            if on_status is not None:
+                on_status(status)
+
         try:
             if self._token:
                 send["Authorization"] = "Bearer " + self._token.reveal()
@@ -88,19 +98,27 @@ class ProbeClient:
                 send.update(sign())
             response = wire.exchange(
                 method, self.base_url + path, headers=send, body=body, timeout=self.timeout,
-                context=self._context, max_body=MAX_BODY_BYTES,
-                on_head=None if on_status is None else lambda status, _headers: on_status(status),
+                context=self._context, max_body=MAX_BODY_BYTES, on_head=on_head,
             )
         except wire.HeadRejected as exc:
             self._report(exc.phases, True)
+            self._end(span, statuses, exc.phases, getattr(exc.cause, "reason", "rejected"))
             raise exc.cause from None
         except wire.WireError as exc:
             self._report(exc.phases, exc.answered)
+            self._end(span, statuses, exc.phases, exc.kind)
             raise LegFailed(exc.kind, f"{what}: {exc.detail}") from None
         finally:
             send.clear()  # no header value (token, signature) outlives the exchange, on any path
         self._report(response.phases, True)
+        self._end(span, [response.status], response.phases, None)
         return ProbeResponse(response.status, response.body, response.headers, sum(response.phases.values()))
+
+    @staticmethod
+    def _end(span: tracing.ExchangeSpan | None, statuses: list[int], phases: Mapping[str, float],
+             error: str | None) -> None:
+        if span is not None:
+            span.finish(statuses[-1] if statuses else None, phases, error)
 
     def _report(self, phases: Mapping[str, float], answered: bool) -> None:
         if self._on_phases is not None:

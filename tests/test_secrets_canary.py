@@ -29,6 +29,7 @@ TOKEN = f"tok_{CANARY}_api_4411"
 HOOK = f"whsec_{CANARY}_hook_8820"
 DB_PASSWORD = f"pw_{CANARY}_db_7312"
 NR_KEY = f"NRII-{CANARY}-key-5150"
+OTEL_KEY = f"otel{CANARY}hdr7741"
 FAULTS = ["billing_500", "webhook_accept_unsigned", "upgrade_no_flip", "checkout_502_html", "invoices_hang"]
 
 
@@ -55,6 +56,8 @@ def leaky(sandbox: SandboxServer, database_url: str, pg_server: str, tmp_path: P
         "PAYMENT_PROBE_CA_BUNDLE": str(tls.ca_path), "PAYMENT_PROBE_CLIENT_CERT": str(mtls.client_cert_path),
         "PAYMENT_PROBE_CLIENT_KEY": str(mtls.client_key_path), "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool"),
         "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": "2", "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": "1",
+        # A vendor's API key in the OTLP headers, and a collector that is down: the export fails and is logged.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={OTEL_KEY}",
         "_KEY_LINE": max(key_lines, key=len),
     }
 
@@ -93,7 +96,7 @@ def test_pytest_output_and_files_keep_every_secret(leaky: dict[str, str], sandbo
     signatures = _signatures(sandbox)
     assert signatures, "the upgrade leg sent a real signature"
     _assert_clean({"stdout": proc.stdout, "stderr": proc.stderr, **_files(out), **_files(tmp_path / "spool")},
-                  [*signatures, key_line, TOKEN, HOOK, DB_PASSWORD, NR_KEY])
+                  [*signatures, key_line, TOKEN, HOOK, DB_PASSWORD, NR_KEY, OTEL_KEY])
 
 
 @pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["once", "once-json"])

@@ -210,6 +210,8 @@ def row_of(outcome: Outcome) -> dict[str, Any]:
     metadata.update({"detail": outcome.detail, "probe_version": __version__})
     if outcome.maintenance:
         metadata["maintenance"] = True
+    if outcome.trace_id:
+        metadata["trace_id"] = outcome.trace_id
     return {
         "id": outcome.id,
         "created_at": outcome.timestamp_iso,

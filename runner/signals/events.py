@@ -57,6 +57,8 @@ def event_of(outcome: Outcome) -> dict[str, str | int | float]:
         event["detail"] = outcome.detail
     if outcome.maintenance:
         event["maintenance"] = "true"  # Event API values are strings or numbers
+    if outcome.trace_id:
+        event["trace.id"] = outcome.trace_id  # New Relic's own attribute: the event links to the trace
     for key, value in outcome.metadata.items():
         name = f"detail_{key}"
         if name not in event:

@@ -36,6 +36,7 @@ def outcome_line(outcome: Outcome) -> str:
             "detail": outcome.detail,
             "maintenance": outcome.maintenance,
             "id": outcome.id,  # the audit row's id: a log line joins its row
+            "trace_id": outcome.trace_id,
         },
         separators=(",", ":"),
     )

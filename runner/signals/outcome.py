@@ -24,6 +24,7 @@ Scalar = str | int | float | bool
 REASON_KEY = "probe.reason"
 SEVERITY_KEY = "probe.severity"
 DETAIL_KEY = "probe.detail"
+TRACE_KEY = "probe.trace_id"
 
 _TOKEN = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$")
 REASON_LIMIT = 64
@@ -46,6 +47,7 @@ class Outcome:
     metadata: Mapping[str, Scalar] = field(default_factory=dict)  # leg-recorded detail
     phases: Mapping[str, float] = field(default_factory=dict)  # network time by phase (SPEC 2)
     maintenance: bool = False  # decided while a maintenance window was open (SPEC 12)
+    trace_id: str | None = None  # the leg span's trace (SPEC 16): from a page to the failing request
     id: str = field(default_factory=lambda: str(uuid.uuid4()))  # audit row key (dedup on replay)
 
     @property
@@ -162,4 +164,5 @@ def assemble(
         detail=detail[:DETAIL_LIMIT],
         metadata=metadata,
         phases=phases,
+        trace_id=str(props[TRACE_KEY]) if props.get(TRACE_KEY) else None,
     )

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from runner.signals.outcome import (
     DETAIL_KEY,
     REASON_KEY,
     SEVERITY_KEY,
+    TRACE_KEY,
     Outcome,
     assemble,
     reason_from_skip,
@@ -32,6 +34,8 @@ from runner.signals.outcome import (
 from runner.signals.redact import Redactor
 from runner.signals.sink import OutcomeSink
 from runner.signals.table import outcome_table
+from runner.signals.traces import Traces
+from synthetics import tracing
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed, one_line
 from synthetics.leg_report import DETAIL_LIMIT
@@ -133,6 +137,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             *report.user_properties, (REASON_KEY, reason), (SEVERITY_KEY, severity),
             (DETAIL_KEY, detail[:DETAIL_LIMIT]),
         ]
+    trace_id = tracing.current_trace_id()
+    if trace_id is not None and leg is not None:
+        report.user_properties = [*report.user_properties, (TRACE_KEY, trace_id)]
     scrub_report(report, redactor_of(item.config))
 
 
@@ -166,6 +173,7 @@ class SignalsPlugin:
         expected_legs: Iterable[str] = (),
         summary: bool = False,
         fail_on_degraded: bool = False,
+        traces: Traces | None = None,
     ) -> None:
         self.sinks = list(sinks)
         # Legs that must end with an outcome even when pytest never ran them (the runner runs
@@ -178,6 +186,7 @@ class SignalsPlugin:
         self.summary = summary  # print the outcome table in pytest's terminal summary (laptop, CI)
         self.maintenance = False  # set by the runner before a run: outcomes carry maintenance: true
         self.fail_on_degraded = fail_on_degraded  # --probe-fail-on=degraded: a CI gate's choice
+        self.traces = traces  # spans of runs, legs and exchanges (SPEC 16); None: tracing is off
         self.outcomes: list[Outcome] = []
         self._reports: dict[str, list[Any]] = {}
         self._config: ProbeConfig | None = None
@@ -198,6 +207,29 @@ class SignalsPlugin:
         self._run_id = config.stash.get(RUN_ID_KEY, "")
         self._redactor = redactor_of(config)  # the one the report scrubbing uses: secrets read once
         self._capman = config.pluginmanager.getplugin("capturemanager")
+        if self._active and self.traces is not None:
+            environment = self._config.environment if self._config else None
+            self.traces.start_run(self._run_id, os.environ.get("PAYMENT_PROBE_LOCATION") or "local", environment)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
+        """A span per leg attempt, current while the leg runs: its exchanges are its children."""
+        leg = _leg_of(item.nodeid)
+        traces = self.traces if self._active else None
+        if traces is None or leg is None:
+            yield
+            return
+        trace_id = traces.start_leg(leg.name, attempt=1)
+        tracing.install(traces.exchange, trace_id)
+        try:
+            yield
+        finally:
+            tracing.uninstall()
+            decided = next((o for o in reversed(self.outcomes) if o.leg == leg.name), None)
+            if decided is not None:
+                traces.end_leg(decided.result, decided.severity, decided.reason)
+            else:
+                traces.end_leg("fail", "error", "probe_error:NoOutcome")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -227,6 +259,8 @@ class SignalsPlugin:
         for nodeid in list(self._reports):  # a leg interrupted before its teardown report
             self._decide(nodeid)
         self._account_for_missing_legs()
+        if self.traces is not None:
+            self.traces.end_run(any(o.result == "fail" for o in self.outcomes))
         self._flush()
         if self.fail_on_degraded and session.exitstatus == pytest.ExitCode.OK and any(
             o.result == "degraded" for o in self.outcomes

@@ -58,8 +58,14 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
     log_stream = open(log_path, "a") if log_path else None  # noqa: SIM115 - lives as long as the session
     if log_stream is not None:
         config.add_cleanup(log_stream.close)
+    from runner.signals.traces import Traces
+
+    traces = Traces.from_env(on_error=lambda sink: metrics.sink_errors.labels(sink=sink).inc())
+    if traces is not None:  # a CI gate's run appears in the team's tracing backend too
+        config.add_cleanup(traces.shutdown)
     return SignalsPlugin(
         build_sinks(probe_config, metrics, log_stream=log_stream, log_via_logging=True),
+        traces=traces,
         on_sink_error=count_sink_error(metrics),
         json_path=config.option.probe_json,
         after_flush=after,
