@@ -277,6 +277,7 @@ def test_a_database_frozen_for_90_seconds_costs_each_run_one_detection(
     logged = [r["id"] for r in _outcome_lines(runner)]
     assert len(ids) == len(set(ids))  # exactly once
     assert set(logged) <= set(ids)  # every outcome the runner reported is in the table
+    # Runs that began inside the freeze (not the one it caught mid-leg, which may fail db_error).
     degraded = [r for r in _outcome_lines(runner) if r["leg"] == "upgrade_webhook_e2e"
-                and frozen_at < _at(r) < thawed_at]
+                and frozen_at + 20 < _at(r) < thawed_at]
     assert degraded and all((r["result"], r["reason"]) == ("degraded", "mint_failed") for r in degraded)
