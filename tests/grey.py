@@ -13,12 +13,10 @@ import socket
 import threading
 
 
-class Trickler:
-    """Accepts connections and sends ``payload`` one byte every ``every`` seconds, forever."""
+class LoopbackServer:
+    """A listening socket on loopback that hands each accepted connection to ``_handle`` in a thread."""
 
-    def __init__(self, payload: bytes, every: float = 0.5) -> None:
-        self.payload = payload
-        self.every = every
+    def __init__(self) -> None:
         self.stopping = threading.Event()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -37,7 +35,26 @@ class Trickler:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.sock.close()
+
+
+class Trickler(LoopbackServer):
+    """Accepts connections and sends ``payload`` one byte every ``every`` seconds, forever."""
+
+    def __init__(self, payload: bytes, every: float = 0.5) -> None:
+        self.payload = payload
+        self.every = every
+        super().__init__()
+
+    def _handle(self, conn: socket.socket) -> None:
+        self._trickle(conn)
 
     def _trickle(self, conn: socket.socket) -> None:
         with conn:
@@ -51,11 +68,6 @@ class Trickler:
                     conn.sendall(self.payload[index % len(self.payload): index % len(self.payload) + 1])
                 except OSError:
                     return
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.sock.close()
-
 
 class FreezableProxy:
     """A loopback TCP proxy to ``upstream``; ``freeze()`` stops forwarding, ``thaw()`` resumes."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import socket
-import threading
 import time
 import uuid
 import zlib
 from pathlib import Path
 
 import pytest
+from grey import LoopbackServer
 
 from runner.legrun import LegRunner
 from runner.signals.outcome import Outcome
@@ -28,7 +28,7 @@ from synthetics.config import load_config
 HTTP_TIMEOUT = 2.0
 
 
-class Hostile:
+class Hostile(LoopbackServer):
     """Answers every connection with ``head`` and ``body`` as given, then closes.
 
     ``trickle`` sends the body a byte at a time that far apart; every request received is kept
@@ -38,23 +38,10 @@ class Hostile:
     def __init__(self, head: bytes, body: bytes = b"", trickle: float = 0.0) -> None:
         self.head, self.body, self.trickle = head, body, trickle
         self.requests: list[bytes] = []
-        self.stopping = threading.Event()
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    def _handle(self, conn: socket.socket) -> None:
+        self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
@@ -78,10 +65,6 @@ class Hostile:
                 if self.stopping.wait(self.trickle):
                     return
                 conn.sendall(bytes([byte]))
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.sock.close()
 
 
 def run_leg(url: str, leg: str, tmp_path: Path) -> tuple[Outcome, float]:
