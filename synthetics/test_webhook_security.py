@@ -57,7 +57,9 @@ def test_webhook_security(
     leg_record.note("unsigned_status", unsigned.status)
     leg_record.note("forged_status", forged.status)
     failures = [f for f in (_judge_rejection(unsigned), _judge_rejection(forged)) if f is not None]
-    if provider.signs_time and probe_config.webhook_secret:
+    if provider.signs_time and not probe_config.webhook_secret:
+        leg_record.note("stale_check", "skipped: no webhook secret to sign a stale delivery with")
+    elif provider.signs_time and probe_config.webhook_secret:
         # (c) correctly signed, an hour old, for a team that does not exist: any 4xx is right.
         old = now - STALE_SECONDS
         stale = deliver(probe_http, probe_config, provider.upgrade_event(str(uuid.uuid4()), plan, old), "valid",

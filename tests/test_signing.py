@@ -24,7 +24,7 @@ from razorpay.errors import SignatureVerificationError
 
 from sandbox import schemes
 from synthetics.providers import PROVIDERS, Event
-from synthetics.providers.base import forged, random_key
+from synthetics.providers.base import forged
 
 B64 = string.ascii_letters + string.digits + "+/"
 rng = random.Random(20261201)
@@ -158,7 +158,7 @@ def test_events_have_each_schemes_shape() -> None:
 
 def test_forged_keys_have_the_schemes_format() -> None:
     for provider, p in PROVIDERS.items():
-        key = random_key(p)
+        key = p.forged_key()
         event = p.upgrade_event(str(uuid.uuid4()), "plan", time.time())
         headers = forged(p, event, int(time.time()))
         assert headers.keys() == p.signature_headers(_secret(provider), event, 1).keys()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +39,10 @@ class Provider(Protocol):
         """The unsigned headers every delivery of ``event`` carries (its id, its time)."""
         ...
 
+    def forged_key(self) -> str:
+        """A random key in the scheme's secret format: what an attacker without the secret signs with."""
+        ...
+
     def signature_headers(self, key: str, event: Event, at: int) -> dict[str, str]:
         """The headers that sign ``event`` under ``key`` at unix time ``at`` (ignored when the
         scheme does not sign time). ``key`` is the secret's value: call inside the sender only."""
@@ -53,15 +56,4 @@ def sign(provider: Provider, secret: Secret, event: Event, at: int) -> dict[str,
 
 def forged(provider: Provider, event: Event, at: int) -> dict[str, str]:
     """Right format, random key: what an attacker who does not know the secret can send."""
-    return provider.signature_headers(random_key(provider), event, at)
-
-
-def random_key(provider: Provider) -> str:
-    import base64
-
-    raw = secrets.token_bytes(32)
-    if provider.name == "standard":
-        return "whsec_" + base64.b64encode(raw).decode()
-    if provider.name == "stripe":
-        return "whsec_" + raw.hex()
-    return raw.hex()
+    return provider.signature_headers(provider.forged_key(), event, at)

@@ -53,6 +53,9 @@ class Razorpay:
     def probe_event(self, now: float) -> Event:
         return _event({"event": "subscription.charged", "payload": {"synthetic": "payment-probe-security-leg"}})
 
+    def forged_key(self) -> str:
+        return secrets.token_hex(32)
+
     def delivery_headers(self, event: Event, at: int) -> dict[str, str]:
         return {"X-Razorpay-Event-Id": event.event_id}
 

@@ -48,6 +48,9 @@ class Standard:
     def probe_event(self, now: float) -> Event:
         return _event("subscription.charged", {"synthetic": "payment-probe-security-leg"}, now)
 
+    def forged_key(self) -> str:
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
     def signature_headers(self, key: str, event: Event, at: int) -> dict[str, str]:
         signed = f"{event.event_id}.{at}.".encode() + event.body
         digest = hmac.new(key_bytes(key), signed, hashlib.sha256).digest()

@@ -49,6 +49,9 @@ class Stripe:
         return _event("invoice.paid", {"object": "invoice", "metadata": {"synthetic": "payment-probe-security-leg"}},
                       now)
 
+    def forged_key(self) -> str:
+        return "whsec_" + secrets.token_hex(32)
+
     def delivery_headers(self, event: Event, at: int) -> dict[str, str]:
         return {}  # the id is in the body, the time in the signature
 
