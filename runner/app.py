@@ -16,7 +16,7 @@ from runner.http_server import PortInUse, ProbeHTTPServer
 from runner.leadership import Leadership
 from runner.legrun import LegRunner, RunReport
 from runner.loop import Runner, replica_name
-from runner.signals.metrics import ProbeMetrics
+from runner.signals.metrics import LocationView, ProbeMetrics
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
@@ -77,10 +77,11 @@ class App:
         if config.enabled and config.database_url:
             self._migrate()
             if self._clustered:
-                self.runner.leadership = Leadership(config.database_url, replica_name())
+                self.runner.leadership = Leadership(config.database_url, replica_name(), config.location)
         if self._serve_http:
             try:
-                self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port, self.registry,
+                self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port,
+                                            LocationView(self.registry, config.location),
                                             self.runner.health, extra_routes={
                                                 "/status": self._status_html, "/status.json": self._status_json})
             except PortInUse as exc:

@@ -59,7 +59,7 @@ class _Pending:
 
 class ProbeHTTPServer:
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry,
+        self, host: str, port: int, registry: CollectorRegistry | Any,
         health: Callable[[], tuple[bool, dict[str, Any]]],
         extra_routes: dict[str, Route] | None = None,
     ) -> None:

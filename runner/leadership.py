@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,10 +22,24 @@ log = logging.getLogger("payment_probe.leadership")
 LOCK_KEY = 7_305_218_416_005_123_001  # fits in bigint; "payment-probe leader"
 SLOTS_DDL = """
 CREATE TABLE IF NOT EXISTS payment_probe_slots (
-  slot_start timestamptz PRIMARY KEY,
+  slot_start timestamptz NOT NULL,
+  location   text NOT NULL DEFAULT 'local',
   replica    text NOT NULL,
-  claimed_at timestamptz NOT NULL DEFAULT now()
+  claimed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (slot_start, location)
 )"""
+# A slots table from before locations: one slot row per slot, whatever the location.
+SLOTS_BY_LOCATION = (
+    "ALTER TABLE payment_probe_slots ADD COLUMN IF NOT EXISTS location text NOT NULL DEFAULT 'local'",
+    "ALTER TABLE payment_probe_slots DROP CONSTRAINT IF EXISTS payment_probe_slots_pkey",
+    "ALTER TABLE payment_probe_slots ADD PRIMARY KEY (slot_start, location)",
+)
+
+
+def lock_key(location: str) -> int:
+    """Leadership per location (SPEC 15): each location's replicas contend for their own lock; the
+    default location keeps the key it always had, so a rollout's old and new pods agree."""
+    return LOCK_KEY if location == "local" else LOCK_KEY ^ zlib.crc32(location.encode())
 
 
 class SlotsTableError(RuntimeError):
@@ -39,8 +54,9 @@ def ensure_slots_table(database_url: Secret) -> None:
         except Exception as exc:
             if db.is_permanent(exc):
                 raise SlotsTableError(
-                    f"PAYMENT_PROBE_DATABASE_URL: table payment_probe_slots is missing and the role cannot "
-                    f"create it ({db.describe(exc)}); run `payment-probe migrate` as its owner"
+                    f"PAYMENT_PROBE_DATABASE_URL: table payment_probe_slots is missing (or lacks its location "
+                    f"column) and the role cannot create it ({db.describe(exc)}); run `payment-probe migrate` as "
+                    "its owner"
                 ) from None
             raise
         rights = conn.execute(
@@ -59,6 +75,14 @@ def _create_slots_table_if_missing(conn: Any) -> None:
     # Only when missing: a least-privilege role may use the table but not CREATE.
     if conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
         conn.execute(SLOTS_DDL)
+        return
+    has_location = conn.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'payment_probe_slots'::regclass AND attname = 'location' "
+        "AND NOT attisdropped").fetchone()
+    if not has_location:
+        with conn.transaction():
+            for statement in SLOTS_BY_LOCATION:
+                conn.execute(statement)
 
 
 class Leadership:
@@ -67,9 +91,10 @@ class Leadership:
     the database runs too: probing the HTTP legs during a database outage is the point.
     """
 
-    def __init__(self, database_url: Secret, replica: str) -> None:
+    def __init__(self, database_url: Secret, replica: str, location: str = "local") -> None:
         self._database_url = database_url
         self.replica = replica
+        self.location = location
         self._conn: Any = None
         self.leading = False
         self.ever_connected = False
@@ -105,7 +130,7 @@ class Leadership:
                 if self.leading:
                     conn.execute("SELECT 1")
                     return True
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.location),)).fetchone()
             became = bool(row and row[0])
             if became:
                 log.info("replica %s is now the leader", self.replica)
@@ -120,9 +145,9 @@ class Leadership:
             conn = self._session()
             with db.guard(conn, db.STATEMENT_GUARD_SECONDS):
                 row = conn.execute(
-                    "INSERT INTO payment_probe_slots (slot_start, replica) VALUES (%s, %s) "
+                    "INSERT INTO payment_probe_slots (slot_start, location, replica) VALUES (%s, %s, %s) "
                     "ON CONFLICT DO NOTHING RETURNING slot_start",
-                    (datetime.fromtimestamp(slot_start, UTC), self.replica),
+                    (datetime.fromtimestamp(slot_start, UTC), self.location, self.replica),
                 ).fetchone()
         except Exception as exc:
             return self._fallback("slot claim", exc)

@@ -58,6 +58,18 @@ FROM unnest(%(legs)s::text[]) AS l(leg)
 CROSS JOIN LATERAL (SELECT result, severity, reason, created_at FROM {t} r
                     WHERE r.leg = l.leg AND r.environment IS NOT DISTINCT FROM %(env)s
                     ORDER BY created_at DESC LIMIT 1) x""").format(t=t),
+        # Each location's latest row per leg (SPEC 15): a walk per leg and location seen in the last day.
+        "by_location": sql.SQL("""
+SELECT l.leg, p.location, x.result, x.reason, x.created_at
+FROM unnest(%(legs)s::text[]) AS l(leg)
+CROSS JOIN LATERAL (SELECT DISTINCT coalesce(location, 'local') AS location FROM {t} d
+                    WHERE d.leg = l.leg AND d.created_at > now() - interval '1 day'
+                      AND d.environment IS NOT DISTINCT FROM %(env)s) p
+CROSS JOIN LATERAL (SELECT result, reason, created_at FROM {t} r
+                    WHERE r.leg = l.leg AND coalesce(r.location, 'local') = p.location
+                      AND r.environment IS NOT DISTINCT FROM %(env)s
+                    ORDER BY created_at DESC LIMIT 1) x
+ORDER BY 2, 1""").format(t=t),
         # Uptime and daily bars from the hourly roll-up (UTC hours); latency from the last 24 h of rows.
         "uptime": sql.SQL("""
 SELECT leg,
@@ -154,6 +166,10 @@ class StatusSource:
                     days.setdefault(leg, {})[day] = (rank, count)
             latency = {r[0]: r[1:] for r in conn.execute(queries["latency"], params).fetchall()}
             incidents = conn.execute(queries["incidents"], params).fetchall()
+            located: dict[str, list[dict[str, Any]]] = {}
+            for leg, location, result, reason, at in conn.execute(queries["by_location"], params).fetchall():
+                located.setdefault(location, []).append(
+                    {"leg": leg, "result": result, "reason": reason, "last_run_at": _iso(at)})
             windows = maintenance.open_and_upcoming(conn)
         latest = max((_utc(row[3]) for row in current.values()), default=None)
         today = now.astimezone(UTC).date()
@@ -182,7 +198,8 @@ class StatusSource:
             {"leg": leg, "started_at": _iso(started), "ended_at": _iso(ended), "ongoing": ended is None,
              "runs": int(runs), "reason": reason, "trace_id": trace_id}
             for leg, started, ended, runs, reason, trace_id in incidents
-        ], [w.as_json() | {"open": w.starts_at <= now} for w in windows], history=True, note=None)
+        ], [w.as_json() | {"open": w.starts_at <= now} for w in windows], history=True, note=None,
+            locations=located)
 
     # ---- from the runner's memory ------------------------------------------------------------
     def _from_memory(self, now: datetime, note: str) -> dict[str, Any]:
@@ -206,7 +223,7 @@ class StatusSource:
 
     def _shape(self, now: datetime, latest: datetime | None, legs: list[dict[str, Any]],
                incidents: list[dict[str, Any]], windows: list[dict[str, Any]], *, history: bool,
-               note: str | None) -> dict[str, Any]:
+               note: str | None, locations: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
         age = None if latest is None else max(0.0, (now - latest).total_seconds())
         stale_after = 3 * self.interval_seconds
         return {
@@ -222,6 +239,7 @@ class StatusSource:
             "legs": legs,
             "incidents": incidents,
             "maintenance": windows,
+            "locations": locations or {},  # location -> each leg's latest result there
         }
 
 

@@ -134,6 +134,15 @@ def render(snapshot: dict[str, Any]) -> str:
             parts.append("</tbody></table>")
         else:
             parts.append("<p class=muted>No failures in the last 30 days.</p>")
+    if len(snapshot.get("locations") or {}) > 1:
+        parts.append("<h2>By location</h2><table><thead><tr><th>location</th><th>leg</th><th>state</th>"
+                     "<th>reason</th><th>latest run</th></tr></thead><tbody>")
+        for location, rows in sorted(snapshot["locations"].items()):
+            for row in rows:
+                parts.append(f'<tr><td>{escape(location)}</td><td><code>{escape(row["leg"])}</code></td>'
+                             f'<td>{_state(row["result"])}</td><td>{escape(row["reason"] or "")}</td>'
+                             f'<td>{escape(row["last_run_at"] or "")}</td></tr>')
+        parts.append("</tbody></table>")
     parts.append("<h2>Maintenance windows</h2>")
     if snapshot["maintenance"]:
         parts.append("<table><thead><tr><th>state</th><th>starts</th><th>ends</th><th>reason</th></tr></thead><tbody>")

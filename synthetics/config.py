@@ -44,7 +44,7 @@ VARIABLES = (
     "PAYMENT_PROBE_CA_BUNDLE", "PAYMENT_PROBE_CLIENT_CERT", "PAYMENT_PROBE_CLIENT_KEY",
     "PAYMENT_PROBE_CERT_WARN_DAYS", "PAYMENT_PROBE_CERT_FAIL_DAYS",
     "PAYMENT_PROBE_PROVIDER", "PAYMENT_PROBE_WEBHOOK_SECRET", "PAYMENT_PROBE_CANCELLED_TIER",
-    "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS",
+    "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", "PAYMENT_PROBE_LOCATION",
 )
 
 # Values that travel in an HTTP header (or a URL path): printable ASCII only, checked at start.
@@ -296,6 +296,7 @@ class ProbeConfig:
     provider: str = "razorpay"  # PAYMENT_PROBE_PROVIDER: the webhook scheme (synthetics.providers)
     cancelled_tier: str = "hobby"  # the tier a cancellation returns a team to (webhook_replay)
     replay_settle_seconds: float = 3.0  # how long webhook_replay holds the tier after the retry
+    location: str = "local"  # PAYMENT_PROBE_LOCATION: where this prober runs (a label on every series)
     otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
 
     def secrets(self) -> tuple[str, ...]:
@@ -384,6 +385,10 @@ def load_config(
             key_bytes(webhook_secret)
         except ValueError:
             raise ConfigError("PAYMENT_PROBE_WEBHOOK_SECRET", "a Standard Webhooks secret: whsec_ and base64") from None
+    location = _text(env, "PAYMENT_PROBE_LOCATION") or D.location
+    if not re.fullmatch(r"[a-z0-9-]{1,32}", location):
+        raise ConfigError("PAYMENT_PROBE_LOCATION", "a location name of a-z, 0-9 and '-', at most 32 characters",
+                          location)
     account = _text(env, "NEW_RELIC_ACCOUNT_ID")
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
@@ -422,6 +427,7 @@ def load_config(
         cert_fail_days=fail_days,
         provider=provider,
         cancelled_tier=_text(env, "PAYMENT_PROBE_CANCELLED_TIER") or D.cancelled_tier,
+        location=location,
         replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
         otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
                                                     raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),

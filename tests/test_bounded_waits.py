@@ -237,7 +237,8 @@ def _role(database_url: str, grants: list[str]) -> str:
     query(database_url, "CREATE TABLE IF NOT EXISTS audit_log (id uuid PRIMARY KEY, created_at timestamptz "
                         "NOT NULL DEFAULT now(), actor text NOT NULL, action text NOT NULL, run_id text NOT NULL, "
                         "leg text NOT NULL, result text NOT NULL, severity text NOT NULL, reason text NOT NULL, "
-                        "latency_ms double precision, environment text, metadata jsonb NOT NULL DEFAULT '{}')")
+                        "latency_ms double precision, environment text, metadata jsonb NOT NULL DEFAULT '{}', "
+                        "location text)")
     for grant in ["GRANT SELECT, INSERT ON audit_log TO {r}", "GRANT SELECT, INSERT, UPDATE, DELETE ON teams TO {r}",
                   *grants]:
         query(database_url, grant.format(r=name))
@@ -246,18 +247,26 @@ def _role(database_url: str, grants: list[str]) -> str:
 
 
 @pytest.mark.parametrize(("slots", "message"), [
-    (None, "payment-probe: PAYMENT_PROBE_DATABASE_URL: table payment_probe_slots is missing and the role cannot "
-           "create it (InsufficientPrivilege: permission denied for schema public); run `payment-probe migrate` "
-           "as its owner"),
+    (None, "payment-probe: PAYMENT_PROBE_DATABASE_URL: table payment_probe_slots is missing (or lacks its location "
+           "column) and the role cannot create it (InsufficientPrivilege: permission denied for schema public); run "
+           "`payment-probe migrate` as its owner"),
     ("SELECT, INSERT", "payment-probe: PAYMENT_PROBE_DATABASE_URL: the database role lacks DELETE on table "
                        "payment_probe_slots"),
-], ids=["no-create-no-slots-table", "no-delete-on-slots"])
+    ("old-table", "payment-probe: PAYMENT_PROBE_DATABASE_URL: table payment_probe_slots is missing (or lacks its "
+                  "location column) and the role cannot create it (InsufficientPrivilege: must be owner of table "
+                  "payment_probe_slots); run `payment-probe migrate` as its owner"),
+], ids=["no-create-no-slots-table", "no-delete-on-slots", "slots-table-from-before-locations"])
 def test_a_role_that_can_never_claim_a_slot_is_exit_2(sandbox: SandboxServer, database_url: str, tmp_path: Path,
                                                       slots: str | None, message: str) -> None:
     grants = []
-    if slots is not None:
+    if slots == "old-table":  # as an earlier version made it: one row per slot, no location
         query(database_url, "CREATE TABLE payment_probe_slots (slot_start timestamptz PRIMARY KEY, replica text "
                             "NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now())")
+        grants.append("GRANT SELECT, INSERT, DELETE ON payment_probe_slots TO {r}")
+    elif slots is not None:
+        query(database_url, "CREATE TABLE payment_probe_slots (slot_start timestamptz NOT NULL, location text NOT NULL "
+                            "DEFAULT 'local', replica text NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now(), "
+                            "PRIMARY KEY (slot_start, location))")
         grants.append(f"GRANT {slots} ON payment_probe_slots TO {{r}}")
     url = _role(database_url, grants)
     proc = cli("run", "--once", env=_env(sandbox, url, tmp_path))

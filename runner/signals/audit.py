@@ -32,7 +32,7 @@ ACTOR = "system:payment_probe"
 ACTION = "payment_probe.leg_outcome"
 REQUIRED_COLUMNS = (
     "id", "created_at", "actor", "action", "run_id", "leg", "result", "severity", "reason",
-    "latency_ms", "environment", "metadata",
+    "latency_ms", "environment", "metadata", "location",
 )
 # The types each column may have in an existing table; anything else rejects every insert.
 TEXT = frozenset({"text", "character varying", "character"})
@@ -41,7 +41,8 @@ COLUMN_TYPES: dict[str, frozenset[str]] = {
     "created_at": frozenset({"timestamp with time zone", "timestamp without time zone"}),
     "latency_ms": frozenset({"double precision", "real", "numeric"}),
     "metadata": frozenset({"jsonb", "json"}),
-    **{name: TEXT for name in ("actor", "action", "run_id", "leg", "result", "severity", "reason", "environment")},
+    **{name: TEXT for name in ("actor", "action", "run_id", "leg", "result", "severity", "reason", "environment",
+                               "location")},
 }
 
 
@@ -71,7 +72,8 @@ CREATE TABLE IF NOT EXISTS {table} (
   reason      text NOT NULL,
   latency_ms  double precision,
   environment text,
-  metadata    jsonb NOT NULL DEFAULT '{{}}'::jsonb
+  metadata    jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+  location    text
 )""").format(table=table_identifier(table))
 
 
@@ -162,6 +164,7 @@ def migrate(database_url: Secret, table: str) -> None:
                 raise AuditSchemaError(f"{variable}: cannot create table {table} ({db.describe(exc)})") from None
             raise
         ensure_rollup(conn, table)
+        _add_location(conn, table)
         schema, _, name = table.rpartition(".")
         rows = conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s "
@@ -180,6 +183,24 @@ def migrate(database_url: Secret, table: str) -> None:
         raise AuditSchemaError(f"{variable}: table {table} has columns of the wrong type: {'; '.join(wrong)}")
     if not can_insert:
         raise AuditSchemaError(f"{variable}: the database role lacks INSERT on table {table}")
+
+
+def _add_location(conn: Any, table: str) -> None:
+    """An audit table from before locations gains its ``location`` column (SPEC 15), when this role
+    may; otherwise the column check below names it (run ``payment-probe migrate`` as the owner)."""
+    from psycopg import sql
+
+    present = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'location' "
+                           "AND NOT attisdropped", (table_identifier(table).as_string(conn),)).fetchone()
+    if present:
+        return  # no ALTER (and its lock) on every start
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS location text").format(
+                table=table_identifier(table)))
+    except Exception as exc:
+        if not db.is_permanent(exc):
+            raise
 
 
 def ensure_rollup(conn: Any, table: str) -> None:
@@ -225,6 +246,7 @@ def row_of(outcome: Outcome) -> dict[str, Any]:
         "latency_ms": None if outcome.latency_seconds is None else round(outcome.latency_seconds * 1000, 3),
         "environment": outcome.environment,
         "metadata": metadata,
+        "location": outcome.location,
     }
 
 
@@ -233,14 +255,15 @@ def insert_sql(table: str) -> Any:
 
     return sql.SQL(
         "INSERT INTO {table} (id, created_at, actor, action, run_id, leg, result, severity, reason, "
-        "latency_ms, environment, metadata) VALUES (%(id)s, %(created_at)s, %(actor)s, %(action)s, "
+        "latency_ms, environment, metadata, location) VALUES (%(id)s, %(created_at)s, %(actor)s, %(action)s, "
         "%(run_id)s, %(leg)s, %(result)s, %(severity)s, %(reason)s, %(latency_ms)s, %(environment)s, "
-        "%(metadata)s) ON CONFLICT (id) DO NOTHING"
+        "%(metadata)s, %(location)s) ON CONFLICT (id) DO NOTHING"
     ).format(table=table_identifier(table))
 
 
 def _params(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "metadata": json.dumps(row["metadata"])}
+    # A row spooled by a version from before locations has none: it lands without one.
+    return {**row, "metadata": json.dumps(row["metadata"]), "location": row.get("location")}
 
 
 class AuditSink:

@@ -48,6 +48,7 @@ def event_of(outcome: Outcome) -> dict[str, str | int | float]:
         "timestamp": int(outcome.timestamp),
         "probe_version": __version__,
         "outcome_id": outcome.id,
+        "location": outcome.location,
     }
     if outcome.latency_seconds is not None:
         event["latency_seconds"] = outcome.latency_seconds

@@ -35,6 +35,7 @@ def outcome_line(outcome: Outcome) -> str:
             "environment": outcome.environment,
             "detail": outcome.detail,
             "maintenance": outcome.maintenance,
+            "location": outcome.location,
             "id": outcome.id,  # the audit row's id: a log line joins its row
             "trace_id": outcome.trace_id,
         },

@@ -6,9 +6,10 @@ collectors again on one registry would raise a duplicate-timeseries error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.metrics_core import Metric
 
 from runner.signals.outcome import Outcome
 from synthetics.registry import LEGS, RESULTS
@@ -131,3 +132,25 @@ class MetricsSink:
 
     def flush(self, outcomes: Sequence[Outcome]) -> None:
         pass
+
+
+class LocationView:
+    """The registry as scraped: every ``instant_payment_probe_*`` sample labelled ``location`` (SPEC 15).
+
+    One label for the whole process, added where the samples leave (exposition, Pushgateway), so
+    the metrics keep their own label names and every ``labels()`` call stays as it is.
+    """
+
+    def __init__(self, registry: CollectorRegistry, location: str) -> None:
+        self.registry = registry
+        self.location = location
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            if not metric.name.startswith("instant_payment_probe_"):
+                yield metric
+                continue
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            for sample in metric.samples:
+                labelled.samples.append(sample._replace(labels={**sample.labels, "location": self.location}))
+            yield labelled

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
@@ -209,7 +208,8 @@ class SignalsPlugin:
         self._capman = config.pluginmanager.getplugin("capturemanager")
         if self._active and self.traces is not None:
             environment = self._config.environment if self._config else None
-            self.traces.start_run(self._run_id, os.environ.get("PAYMENT_PROBE_LOCATION") or "local", environment)
+            location = self._config.location if self._config else "local"
+            self.traces.start_run(self._run_id, location, environment)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
@@ -305,6 +305,8 @@ class SignalsPlugin:
 
     def _emit(self, outcome: Outcome) -> Outcome:
         outcome = self._redactor.outcome(outcome)
+        if self._config is not None and outcome.location != self._config.location:
+            outcome = dataclasses.replace(outcome, location=self._config.location)
         if self.maintenance:
             outcome = dataclasses.replace(outcome, maintenance=True)
         self.outcomes.append(outcome)

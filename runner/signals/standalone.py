@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import CollectorRegistry, push_to_gateway
 
-from runner.signals.metrics import ProbeMetrics
+from runner.signals.metrics import LocationView, ProbeMetrics
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
@@ -50,7 +50,8 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
         def after(_outcomes: list[Outcome]) -> None:
             metrics.last_run.set_to_current_time()
             push_to_gateway(
-                gateway, job="payment-probe", registry=metrics.registry,
+                gateway, job="payment-probe",
+                registry=LocationView(metrics.registry, probe_config.location),
                 grouping_key={"environment": environment}, timeout=5, handler=bounded_push,
             )
 
