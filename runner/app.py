@@ -48,6 +48,7 @@ class App:
         ProcessCollector(registry=self.registry)
         self.metrics = ProbeMetrics(self.registry, config.leg_timeout_seconds)
         self.metrics.enabled.set(1 if config.enabled else 0)
+        self.metrics.confirm_retries.set(config.confirm_retries)
         if config.enabled:
             self.metrics.prime()
         self.http: ProbeHTTPServer | None = None

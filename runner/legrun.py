@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import synthetics
+from runner.confirm import Confirmation
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from synthetics import db
@@ -98,10 +99,16 @@ class LegRunner:
             *self.extra_args,
         ]
 
-    def run(self, run_id: str) -> RunReport:
+    def run(self, run_id: str, deadline: float | None = None) -> RunReport:
+        """One session; with a ``deadline`` (the slot's end, wall time) and retries configured, a failed
+        leg is confirmed inside the run (SPEC 15)."""
         started = time.perf_counter()
+        plugins: list[object] = [ProvidedConfig(self.config), self.plugin]
+        if deadline is not None and self.config.confirm_retries > 0:
+            plugins.append(Confirmation(self.config.confirm_retries, self.config.confirm_delay_seconds,
+                                        self.config.leg_timeout_seconds, deadline))
         with stdout_redirected(self.quiet), db.one_detection():
-            code = pytest.main(self.args(run_id), plugins=[ProvidedConfig(self.config), self.plugin])
+            code = pytest.main(self.args(run_id), plugins=plugins)
         return RunReport(
             run_id=run_id,
             outcomes=list(self.plugin.outcomes),

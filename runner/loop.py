@@ -80,8 +80,10 @@ class Runner:
     # ---- health ------------------------------------------------------------------------------
     def stale_after_seconds(self) -> float:
         """The run's wall-time bound: every leg's timeout plus every bounded step around the legs
-        (leadership, maintenance, sweep, audit flush, events, Pushgateway). Past it the loop is stuck."""
-        return len(LEGS) * self.config.leg_timeout_seconds + SURROUNDING_STEPS_SECONDS
+        (leadership, maintenance, sweep, audit flush, events, Pushgateway), plus the slot the
+        confirmation's retries may fill (they are made only while they fit in it). Past it the loop is stuck."""
+        confirming = self.config.interval_seconds if self.config.confirm_retries > 0 else 0.0
+        return len(LEGS) * self.config.leg_timeout_seconds + SURROUNDING_STEPS_SECONDS + confirming
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self.last_heartbeat
@@ -185,7 +187,9 @@ class Runner:
     def run_once(self, slot_start: float | None = None) -> RunReport:
         self.legs.plugin.maintenance = self.refresh_maintenance()
         self.sweep()
-        report = self.legs.run(new_run_id(slot_start))
+        # A confirmation retry must end inside the slot the run serves (or, once, within an interval).
+        deadline = (time.time() if slot_start is None else slot_start) + self.config.interval_seconds
+        report = self.legs.run(new_run_id(slot_start), deadline)
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays
         # flat; everything alive after the first run (modules, plugins, registry, sinks) lives as

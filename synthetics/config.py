@@ -44,7 +44,8 @@ VARIABLES = (
     "PAYMENT_PROBE_CA_BUNDLE", "PAYMENT_PROBE_CLIENT_CERT", "PAYMENT_PROBE_CLIENT_KEY",
     "PAYMENT_PROBE_CERT_WARN_DAYS", "PAYMENT_PROBE_CERT_FAIL_DAYS",
     "PAYMENT_PROBE_PROVIDER", "PAYMENT_PROBE_WEBHOOK_SECRET", "PAYMENT_PROBE_CANCELLED_TIER",
-    "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", "PAYMENT_PROBE_LOCATION",
+    "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", "PAYMENT_PROBE_LOCATION", "PAYMENT_PROBE_CONFIRM_RETRIES",
+    "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS",
 )
 
 # Values that travel in an HTTP header (or a URL path): printable ASCII only, checked at start.
@@ -132,17 +133,27 @@ def parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(name, "one of 1/true/yes/on or 0/false/no/off", raw)
 
 
-def parse_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def parse_seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
     raw = _text(env, name)
     if raw is None:
         return default
+    accepted = "a number of seconds, 0 or more" if zero_ok else "a positive number of seconds"
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(name, "a positive number of seconds", raw) from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(name, "a positive number of seconds", raw)
+        raise ConfigError(name, accepted, raw) from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(name, accepted, raw)
     return value
+
+
+def parse_count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) > 10:
+        raise ConfigError(name, "a whole number from 0 to 10", raw)
+    return int(raw)
 
 
 def parse_port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -296,6 +307,8 @@ class ProbeConfig:
     provider: str = "razorpay"  # PAYMENT_PROBE_PROVIDER: the webhook scheme (synthetics.providers)
     cancelled_tier: str = "hobby"  # the tier a cancellation returns a team to (webhook_replay)
     replay_settle_seconds: float = 3.0  # how long webhook_replay holds the tier after the retry
+    confirm_retries: int = 2  # the runner re-runs a failed leg this many more times before it is a fail
+    confirm_delay_seconds: float = 15.0  # this far apart
     location: str = "local"  # PAYMENT_PROBE_LOCATION: where this prober runs (a label on every series)
     otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
 
@@ -428,6 +441,9 @@ def load_config(
         provider=provider,
         cancelled_tier=_text(env, "PAYMENT_PROBE_CANCELLED_TIER") or D.cancelled_tier,
         location=location,
+        confirm_retries=parse_count(env, "PAYMENT_PROBE_CONFIRM_RETRIES", D.confirm_retries),
+        confirm_delay_seconds=parse_seconds(env, "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS", D.confirm_delay_seconds,
+                                            zero_ok=True),
         replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
         otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
                                                     raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),

@@ -101,6 +101,8 @@ def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra
         "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool"),
         "PAYMENT_PROBE_METRICS_HOST": "127.0.0.1",
         "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS": "0.3",  # webhook_replay's hold: a wait, not work
+        # Exact outcomes per run: the confirmation's retries are tested on their own (test_confirm).
+        "PAYMENT_PROBE_CONFIRM_RETRIES": "0",
     }
     if sandbox.settings.tls:
         env["PAYMENT_PROBE_CA_BUNDLE"] = ca_of(sandbox)

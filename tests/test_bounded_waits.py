@@ -352,7 +352,7 @@ def test_3000_idle_connections_leave_threads_bounded_and_metrics_answering(tmp_p
             idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         during = _proc_status(runner.pid)
         text = _scrape(port)  # answered while 3,000 connections sit idle
-        assert "instant_payment_probe_enabled 0.0" in text
+        assert "instant_payment_probe_enabled{location=\"local\"} 0.0" in text
         print(f"threads {before['Threads']} -> {during['Threads']}, RSS {before['VmRSS']} -> {during['VmRSS']} kB")
         assert during["Threads"] <= before["Threads"] + 8  # a thread per connection would be 3,000 more
         assert during["VmRSS"] - before["VmRSS"] < 64 * 1024

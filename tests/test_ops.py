@@ -161,8 +161,8 @@ def test_critical_alert_holds_through_a_leader_kill_and_maintenance_silences_it(
             text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
         except requests.RequestException:
             return -1.0
-        return next((float(line.split()[1]) for line in text.splitlines()
-                     if line.startswith("instant_payment_probe_runs_total ")), 0.0)
+        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("instant_payment_probe_runs_total{")), 0.0)
 
     env = probe_env(sandbox, database_url, tmp_path)
     try:

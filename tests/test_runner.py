@@ -165,7 +165,7 @@ def test_flag_off_loop_is_inert_from_outside() -> None:
         api.stop()
         db.stop()
     assert proc.returncode == 0
-    assert "instant_payment_probe_enabled 0.0" in metrics
+    assert "instant_payment_probe_enabled{location=\"local\"} 0.0" in metrics
     samples = [line for line in metrics.splitlines() if not line.startswith("#")]
     assert not [line for line in samples if line.startswith(("instant_payment_probe_outcome",
                                                               "instant_payment_probe_latency"))]
@@ -210,11 +210,11 @@ def test_enabled_loop_serves_primed_metrics_and_runs(runner_env: dict[str, str],
         proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert health.status_code == 200
-    assert 'instant_payment_probe_outcome_total{leg="billing_state",result="fail"} 0.0' in metrics
-    assert "instant_payment_probe_enabled 1.0" in metrics
+    assert 'instant_payment_probe_outcome_total{leg="billing_state",location="local",result="fail"} 0.0' in metrics
+    assert "instant_payment_probe_enabled{location=\"local\"} 1.0" in metrics
     last_run = [line for line in metrics.splitlines()
-                if line.startswith("instant_payment_probe_last_run_timestamp_seconds ")]
-    assert last_run and abs(float(last_run[0].split()[1]) - time.time()) < 30
+                if line.startswith('instant_payment_probe_last_run_timestamp_seconds{location="local"} ')]
+    assert last_run and abs(float(last_run[0].rsplit(" ", 1)[1]) - time.time()) < 30
 
 
 def test_busy_metrics_port_exits_2(runner_env: dict[str, str]) -> None:
@@ -351,11 +351,11 @@ class ExplodingLegs(LegRunner):
         self.calls = 0
         self.explode_on = explode_on
 
-    def run(self, run_id: str) -> RunReport:
+    def run(self, run_id: str, deadline: float | None = None) -> RunReport:
         self.calls += 1
         if self.calls in self.explode_on:
             raise RuntimeError("pytest blew up")
-        return self.inner.run(run_id)
+        return self.inner.run(run_id, deadline)
 
 
 def _loop(probe: Probe, sinks: list[object], extra_args: list[str] | None = None, **env: str) -> tuple[Runner, ProbeMetrics]:
@@ -410,9 +410,9 @@ def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
     starts: list[float] = []
     inner_run = runner.legs.run
 
-    def timed(run_id: str) -> RunReport:
+    def timed(run_id: str, deadline: float | None = None) -> RunReport:
         starts.append(time.time())
-        return inner_run(run_id)
+        return inner_run(run_id, deadline)
 
     runner.legs.run = timed  # type: ignore[method-assign]
     runner.config = dataclasses.replace(runner.config, interval_seconds=0.5)

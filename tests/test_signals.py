@@ -417,9 +417,9 @@ def test_checkout_reachable():
     result.assert_outcomes(passed=1, failed=1)
     (path, body), = gateway.pushes
     assert path == "/metrics/job/payment-probe/environment/staging"
-    assert 'instant_payment_probe_outcome_total{leg="billing_state",result="pass"} 1.0' in body
-    assert 'instant_payment_probe_outcome_total{leg="checkout_reachable",result="fail"} 1.0' in body
-    assert 'instant_payment_probe_outcome_total{leg="webhook_security",result="fail"} 0.0' in body
+    assert 'instant_payment_probe_outcome_total{leg="billing_state",location="local",result="pass"} 1.0' in body
+    assert 'instant_payment_probe_outcome_total{leg="checkout_reachable",location="local",result="fail"} 1.0' in body
+    assert 'instant_payment_probe_outcome_total{leg="webhook_security",location="local",result="fail"} 0.0' in body
 
 
 def test_the_redactor_matches_escaped_forms_and_bearer_tokens_to_a_quote() -> None:

@@ -233,6 +233,9 @@ def row_of(outcome: Outcome) -> dict[str, Any]:
         metadata["maintenance"] = True
     if outcome.trace_id:
         metadata["trace_id"] = outcome.trace_id
+    metadata["attempts"] = outcome.attempts
+    if outcome.recovered_from:
+        metadata["recovered_from"] = outcome.recovered_from
     return {
         "id": outcome.id,
         "created_at": outcome.timestamp_iso,

@@ -49,7 +49,10 @@ def event_of(outcome: Outcome) -> dict[str, str | int | float]:
         "probe_version": __version__,
         "outcome_id": outcome.id,
         "location": outcome.location,
+        "attempts": outcome.attempts,
     }
+    if outcome.recovered_from:
+        event["recovered_from"] = outcome.recovered_from
     if outcome.latency_seconds is not None:
         event["latency_seconds"] = outcome.latency_seconds
     if outcome.environment:

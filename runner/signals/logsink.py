@@ -36,6 +36,8 @@ def outcome_line(outcome: Outcome) -> str:
             "detail": outcome.detail,
             "maintenance": outcome.maintenance,
             "location": outcome.location,
+            "attempts": outcome.attempts,
+            "recovered_from": outcome.recovered_from,
             "id": outcome.id,  # the audit row's id: a log line joins its row
             "trace_id": outcome.trace_id,
         },

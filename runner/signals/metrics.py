@@ -97,6 +97,16 @@ class ProbeMetrics:
             "Outcomes of severity critical by leg (a forgery, a stale or replayed delivery accepted).",
             ["leg"], registry=registry,
         )
+        self.attempts = Counter(
+            "instant_payment_probe_attempts",
+            "Every attempt of a leg, retries the confirmation made included, by its own result.",
+            ["leg", "result"], registry=registry,
+        )
+        self.confirm_retries = Gauge(
+            "instant_payment_probe_confirm_retries",
+            "PAYMENT_PROBE_CONFIRM_RETRIES: how many more times the runner runs a failed leg (0: off).",
+            registry=registry,
+        )
         for sink in SINK_NAMES:
             self.sink_errors.labels(sink=sink)
 
@@ -107,6 +117,7 @@ class ProbeMetrics:
             self.critical.labels(leg=leg)
             for result in RESULTS:
                 self.outcomes.labels(leg=leg, result=result)
+                self.attempts.labels(leg=leg, result=result)
             for phase in PHASES:
                 self.phase.labels(leg=leg, phase=phase)
 
@@ -129,6 +140,10 @@ class MetricsSink:
         not_after = outcome.metadata.get("cert_not_after")
         if isinstance(not_after, int | float) and not isinstance(not_after, bool):
             self.metrics.cert_expiry.set(not_after)
+
+    def attempt(self, attempt: Outcome) -> None:
+        """Every attempt, the last one included: a blip a retry cleared stays visible."""
+        self.metrics.attempts.labels(leg=attempt.leg, result=attempt.result).inc()
 
     def flush(self, outcomes: Sequence[Outcome]) -> None:
         pass

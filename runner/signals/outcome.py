@@ -47,6 +47,8 @@ class Outcome:
     metadata: Mapping[str, Scalar] = field(default_factory=dict)  # leg-recorded detail
     phases: Mapping[str, float] = field(default_factory=dict)  # network time by phase (SPEC 2)
     maintenance: bool = False  # decided while a maintenance window was open (SPEC 12)
+    attempts: int = 1  # how many times the leg ran in this run (the runner confirms a failure, SPEC 15)
+    recovered_from: str | None = None  # the first attempt's reason, when a later attempt did not fail
     location: str = "local"  # PAYMENT_PROBE_LOCATION of the prober that decided it (SPEC 15)
     trace_id: str | None = None  # the leg span's trace (SPEC 16): from a page to the failing request
     id: str = field(default_factory=lambda: str(uuid.uuid4()))  # audit row key (dedup on replay)

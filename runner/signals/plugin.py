@@ -154,6 +154,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(build_session_plugin(config), "payment_probe_signals")
 
 
+class _Retried:
+    """A report of an attempt pytest-rerunfailures retries (outcome ``rerun``): read as the failure it was."""
+
+    def __init__(self, report: Any) -> None:
+        self._report = report
+        self.when, self.longrepr, self.user_properties = report.when, report.longrepr, report.user_properties
+        self.outcome = "failed" if report.outcome == "rerun" else report.outcome
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+    @property
+    def skipped(self) -> bool:
+        return self.outcome == "skipped"
+
+
 def _leg_of(nodeid: str) -> Leg | None:
     """``path::test_billing_state[param]`` → the ``billing_state`` leg; None for other tests."""
     return leg_for_test(nodeid.rsplit("::", 1)[-1].split("[", 1)[0])
@@ -188,6 +205,7 @@ class SignalsPlugin:
         self.traces = traces  # spans of runs, legs and exchanges (SPEC 16); None: tracing is off
         self.outcomes: list[Outcome] = []
         self._reports: dict[str, list[Any]] = {}
+        self._attempts: dict[str, list[Outcome]] = {}  # a leg's failed attempts before its last
         self._config: ProbeConfig | None = None
         self._run_id = ""
         self._redactor = Redactor(())
@@ -201,6 +219,7 @@ class SignalsPlugin:
         self._active = not hasattr(config, "workerinput")
         self.outcomes = []
         self._reports = {}
+        self._attempts = {}
         self._collection_errors = []
         self._config = config.stash.get(CONFIG_KEY, None)
         self._run_id = config.stash.get(RUN_ID_KEY, "")
@@ -211,41 +230,42 @@ class SignalsPlugin:
             location = self._config.location if self._config else "local"
             self.traces.start_run(self._run_id, location, environment)
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
-        """A span per leg attempt, current while the leg runs: its exchanges are its children."""
-        leg = _leg_of(item.nodeid)
-        traces = self.traces if self._active else None
-        if traces is None or leg is None:
-            yield
+    # ---- a leg attempt: its span, its reports ----------------------------------------------
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        """Each attempt starts here (pytest-rerunfailures calls it again per retry): a span per attempt,
+        current while the attempt runs, so its exchanges are its children."""
+        leg = _leg_of(nodeid)
+        if not self._active or self.traces is None or leg is None:
             return
-        trace_id = traces.start_leg(leg.name, attempt=1)
-        tracing.install(traces.exchange, trace_id)
-        try:
-            yield
-        finally:
-            tracing.uninstall()
-            decided = next((o for o in reversed(self.outcomes) if o.leg == leg.name), None)
-            if decided is not None:
-                traces.end_leg(decided.result, decided.severity, decided.reason)
-            else:
-                traces.end_leg("fail", "error", "probe_error:NoOutcome")
+        attempt = len(self._attempts.get(nodeid, [])) + 1
+        tracing.install(self.traces.exchange, self.traces.start_leg(leg.name, attempt=attempt))
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        tracing.uninstall()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Decide at teardown, before junitxml reads the report: its properties carry the outcome."""
+        """Decide at teardown, before junitxml reads the report: its properties carry the outcome.
+
+        A teardown whose attempt holds a ``rerun`` report (pytest-rerunfailures: the runner's
+        confirmation) ends an attempt, not the leg: it is counted and the leg runs again.
+        """
         if not self._active:
             return
         if _leg_of(report.nodeid) is None:
             return
         self._reports.setdefault(report.nodeid, []).append(report)
-        if report.when == "teardown":
-            outcome = self._decide(report.nodeid)
-            if outcome is not None:
-                report.user_properties = [
-                    *report.user_properties, ("probe.result", outcome.result),
-                    ("probe.severity", outcome.severity), ("probe.reason", outcome.reason),
-                ]
+        if report.when != "teardown":
+            return
+        if any(r.outcome == "rerun" for r in self._reports[report.nodeid]):
+            self._attempt_failed(report.nodeid)
+            return
+        outcome = self._decide(report.nodeid)
+        if outcome is not None:
+            report.user_properties = [
+                *report.user_properties, ("probe.result", outcome.result),
+                ("probe.severity", outcome.severity), ("probe.reason", outcome.reason),
+            ]
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if self._active and report.failed:
@@ -290,18 +310,42 @@ class SignalsPlugin:
             ))
 
     # ---- outcome assembly ----------------------------------------------------------------
+    def _assemble(self, nodeid: str, reports: Sequence[Any]) -> Outcome:
+        leg = _leg_of(nodeid)
+        assert leg is not None  # only leg reports are kept
+        config = self._config or ProbeConfig()
+        return assemble(leg.name, reports, slow_threshold=slow_threshold(leg, config),
+                        run_id=self._run_id, environment=config.environment)
+
+    def _attempt_failed(self, nodeid: str) -> None:
+        """An attempt the confirmation retries: counted (and its span ended), never an outcome."""
+        attempt = self._redactor.outcome(self._assemble(nodeid, [_Retried(r) for r in self._reports.pop(nodeid)]))
+        self._attempts.setdefault(nodeid, []).append(attempt)
+        self._count_attempt(attempt)
+        if self.traces is not None:
+            self.traces.end_leg(attempt.result, attempt.severity, attempt.reason)
+            tracing.uninstall()
+
+    def _count_attempt(self, attempt: Outcome) -> None:
+        for sink in self.sinks:
+            count = getattr(sink, "attempt", None)  # the metrics sink counts every attempt
+            if count is not None:
+                self._guard(sink.name, lambda: count(attempt))  # noqa: B023 - called at once
+
     def _decide(self, nodeid: str) -> Outcome | None:
         reports = self._reports.pop(nodeid, None)
         if not reports:
             return None
-        leg = _leg_of(nodeid)
-        assert leg is not None  # only leg reports are kept
-        config = self._config or ProbeConfig()
-        outcome = assemble(
-            leg.name, reports, slow_threshold=slow_threshold(leg, config),
-            run_id=self._run_id, environment=config.environment,
-        )
-        return self._emit(outcome)
+        outcome = self._assemble(nodeid, reports)
+        earlier = self._attempts.pop(nodeid, [])
+        outcome = dataclasses.replace(
+            outcome, attempts=len(earlier) + 1,
+            recovered_from=earlier[0].reason if earlier and outcome.result != "fail" else None)
+        if self.traces is not None:
+            self.traces.end_leg(outcome.result, outcome.severity, outcome.reason)
+        emitted = self._emit(outcome)
+        self._count_attempt(emitted)
+        return emitted
 
     def _emit(self, outcome: Outcome) -> Outcome:
         outcome = self._redactor.outcome(outcome)
