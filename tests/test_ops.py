@@ -66,7 +66,7 @@ def sample_names(text: str) -> set[str]:
 def test_promtool_checks_the_rules() -> None:
     proc = subprocess.run([tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 7 rules found" in proc.stdout
+    assert "SUCCESS: 11 rules found" in proc.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -422,3 +422,91 @@ def test_the_runner_works_under_the_probe_role(probe_role: str, sandbox: Sandbox
     assert snapshot["history_available"] is True
     assert {leg["result"] for leg in snapshot["legs"]} == {"pass"}
     assert all(leg["uptime"]["24h"] == 100.0 for leg in snapshot["legs"])
+
+
+def test_the_central_prometheus_config_for_several_locations_is_valid() -> None:
+    """docker/prometheus/central.yml: federation from each location's Prometheus, the rules beside it."""
+    proc = subprocess.run([tool("promtool"), "check", "config", str(DOCKER / "prometheus" / "central.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS: 11 rules found" in proc.stdout
+
+
+def _rules_in_seconds() -> str:
+    """The shipped rules with every minute made a second (runs every second, scrapes every half)."""
+    rules = RULES.read_text()
+    for minutes in ("6m", "14m", "20m", "1h"):
+        seconds = "60s" if minutes == "1h" else minutes.replace("m", "s")
+        rules = rules.replace(f"[{minutes}]", f"[{seconds}]").replace(f"offset {minutes}", f"offset {seconds}")
+    rules = rules.replace("> 900", "> 15").replace("<= 900", "<= 15").replace("* 1200", "* 20")
+    return rules.replace("for: 1m", "for: 1s")
+
+
+def test_three_locations_page_only_when_two_agree_and_a_silent_location_is_a_ticket(
+    sandbox: SandboxServer, database_url: str, tmp_path: Path
+) -> None:
+    """Three runners, three locations, one Postgres; locations eu and us probe a billing API that
+    fails, ap a healthy one, through a real Prometheus with the project's rules. eu alone failing is
+    a ticket naming it, never a page; us agreeing pages; ap's runner killed is LocationSilent."""
+    from sandbox.server import SandboxSettings, start
+
+    from conftest import PLAN_ID, WEBHOOK_SECRET
+
+    prometheus = tool("prometheus")
+    faulty = start(SandboxSettings(database_url=database_url, webhook_secret=WEBHOOK_SECRET, plan_id_pro=PLAN_ID,
+                                   faults=["billing_500"]))
+    ports = {loc: free_port() for loc in ("eu", "us", "ap")}
+    prom_port = free_port()
+    (tmp_path / "alerts.yml").write_text(_rules_in_seconds())
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
+        "rule_files": [str(tmp_path / "alerts.yml")],
+        "scrape_configs": [{"job_name": "payment-probe",
+                            "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports.values()]}]}],
+    }))
+
+    def runner(location: str) -> Any:
+        target = sandbox if location == "ap" else faulty
+        return spawn("run", env=probe_env(target, database_url, tmp_path / location, PAYMENT_PROBE_LOCATION=location,
+                                          PAYMENT_PROBE_INTERVAL_SECONDS="1", PAYMENT_PROBE_METRICS_PORT=str(ports[location]),
+                                          PAYMENT_PROBE_CONFIRM_RETRIES="2", PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS="2"))
+
+    api = f"http://127.0.0.1:{prom_port}/api/v1"
+
+    def firing(name: str) -> list[dict[str, str]] | None:
+        try:
+            alerts = requests.get(f"{api}/alerts", timeout=2).json()["data"]["alerts"]
+        except (requests.RequestException, ValueError, KeyError):
+            return None
+        return [a["labels"] for a in alerts if a["labels"]["alertname"] == name and a["state"] == "firing"]
+
+    runners = {"eu": runner("eu"), "ap": runner("ap")}
+    prom = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ticket = wait_for(lambda: firing("PaymentProbeLegFailingInOneLocation"), 120, "eu's ticket", step=0.5)
+        assert {(t["leg"], t["location"]) for t in ticket} == {("billing_state", "eu")}
+        pages = []
+        for _ in range(10):  # eu alone, for several of its runs: never a page
+            pages.append(firing("PaymentProbeLegFailing"))
+            time.sleep(0.5)
+        assert not [p for p in pages if p], pages
+        runners["us"] = runner("us")
+        page = wait_for(lambda: firing("PaymentProbeLegFailing"), 120, "the page once us agrees", step=0.5)
+        assert [p["leg"] for p in page] == ["billing_state"]
+        wait_for(lambda: firing("PaymentProbeLegFailingInOneLocation") == [], 30, "the ticket giving way", step=0.5)
+        runners["ap"].kill()
+        runners["ap"].communicate(timeout=10)
+        quiet = wait_for(lambda: firing("PaymentProbeLocationSilent"), 120, "ap silent", step=0.5)
+        assert [q["location"] for q in quiet] == ["ap"]
+        assert firing("PaymentProbeNoRecentRun") == []
+    finally:
+        prom.send_signal(signal.SIGTERM)
+        for proc in runners.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        prom.wait(timeout=30)
+        for proc in runners.values():
+            proc.communicate(timeout=60)
+        faulty.stop()

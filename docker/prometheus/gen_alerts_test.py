@@ -21,9 +21,23 @@ def alive(values, first, last):
 def leg_failing(leg, value, extra=None):
     return {"exp_labels": {"severity": "page", "team": "billing-oncall", "leg": leg},
             "exp_annotations": {
-                "summary": f"payment-probe leg {leg} failed in at least 2 of its last 3 runs",
-                "description": f"The synthetic leg {leg} failed {value} times in the last 3 runs (14 minutes). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\").",
+                "summary": f"payment-probe leg {leg} is failing, confirmed in {value} location(s)",
+                "description": f"The synthetic leg {leg} is failing in {value} location(s): each ran it again inside the run and every attempt failed (or, with confirmation off, it failed 2 of its last 3 runs there). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\").",
                 "runbook_url": RUNBOOK.format("PaymentProbeLegFailing")}}
+
+def one_location(leg, location):
+    return {"exp_labels": {"severity": "ticket", "team": "billing-oncall", "leg": leg, "location": location},
+            "exp_annotations": {
+                "summary": f"payment-probe leg {leg} fails only from {location}",
+                "description": f"The leg {leg} is failing, confirmed, in location {location} while another location runs it and does not fail it. Check that location's network (DNS, egress, NAT) before the billing API. It pages (PaymentProbeLegFailing) once a second location agrees.",
+                "runbook_url": RUNBOOK.format("PaymentProbeLegFailingInOneLocation")}}
+
+def silent(location, age):
+    return {"exp_labels": {"severity": "ticket", "team": "billing-oncall", "location": location},
+            "exp_annotations": {
+                "summary": f"payment-probe location {location} has not run the legs for 3 intervals",
+                "description": f"Location {location} last ran the legs {age} ago while another location keeps probing: the money path is still checked, from fewer places.",
+                "runbook_url": RUNBOOK.format("PaymentProbeLocationSilent")}}
 
 SECURITY_TEXT = ("The leg {} failed critically in its latest run. unsigned_accepted, forged_accepted or "
                  "stale_accepted: the webhook accepted a delivery without a valid, current signature, so anyone "
@@ -61,8 +75,8 @@ tests = []
 tests.append({"name": "leg failing: 2 of the last 3 runs", "interval": "1m", "input_series": [
     {"series": S.format(i="a", leg="billing_state", r="fail"), "values": steps({21, 26}, 60)},
     {"series": S.format(i="b", leg="billing_state", r="fail"), "values": steps(set(), 60)}],
- "alert_rule_test": [at(25, "PaymentProbeLegFailing", []), at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]),
-                     at(34, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]), at(36, "PaymentProbeLegFailing", [])]})
+ "alert_rule_test": [at(25, "PaymentProbeLegFailing", []), at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(34, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]), at(36, "PaymentProbeLegFailing", [])]})
 # 2. A single flaky failure, then passes: silent. 3. Two failures more than 3 runs apart: silent.
 tests.append({"name": "one flaky failure", "interval": "1m", "input_series": [
     {"series": S.format(i="a", leg="invoices_reachable", r="fail"), "values": steps({21}, 50)},
@@ -114,12 +128,12 @@ new = steps({34, 38, 43, 48}, 60)
 tests.append({"name": "leader restart mid-incident", "interval": "1m", "input_series": [
     {"series": S.format(i="old", leg="billing_state", r="fail"), "values": alive(old, 0, 31)},
     {"series": S.format(i="new", leg="billing_state", r="fail"), "values": " ".join(["_"] * 34 + new.split()[34:])}],
- "alert_rule_test": [at(24, "PaymentProbeLegFailing", []), at(25, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]),
-                     at(33, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
-                     at(36, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
-                     at(40, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
-                     at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
-                     at(50, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)])]})
+ "alert_rule_test": [at(24, "PaymentProbeLegFailing", []), at(25, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(33, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(36, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(40, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(50, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)])]})
 # 8. A rollout while webhook_security fails: the critical alert never resolves in between.
 tests.append({"name": "rollout during a webhook_security incident", "interval": "1m", "input_series": [
     {"series": S.format(i="old", leg="webhook_security", r="fail"), "values": alive(old, 0, 31)},
@@ -140,8 +154,8 @@ tests.append({"name": "clean restart", "interval": "1m", "input_series": [
 loop = " ".join(["0", "1", "1"] * 20)
 tests.append({"name": "crash-looping pod", "interval": "1m", "input_series": [
     {"series": S.format(i="a", leg="checkout_reachable", r="fail"), "values": loop}],
- "alert_rule_test": [at(3, "PaymentProbeLegFailing", []), at(4, "PaymentProbeLegFailing", [leg_failing("checkout_reachable", 2)]),
-                     at(30, "PaymentProbeLegFailing", [leg_failing("checkout_reachable", 4)])]})
+ "alert_rule_test": [at(3, "PaymentProbeLegFailing", []), at(4, "PaymentProbeLegFailing", [leg_failing("checkout_reachable", 1)]),
+                     at(30, "PaymentProbeLegFailing", [leg_failing("checkout_reachable", 1)])]})
 # 11. A maintenance window open while legs fail and runs stop: no page, no critical; the ticket still may.
 tests.append({"name": "maintenance window", "interval": "1m", "input_series": [
     {"series": S.format(i="a", leg="billing_state", r="fail"), "values": steps({21, 26, 31, 36, 41, 46}, 60)},
@@ -151,7 +165,7 @@ tests.append({"name": "maintenance window", "interval": "1m", "input_series": [
     {"series": 'instant_payment_probe_maintenance{instance="a"}', "values": "0x19 1x25 0x15"},
     {"series": 'instant_payment_probe_maintenance{instance="b"}', "values": "0x60"}],
  "alert_rule_test": [at(t, n, []) for t in (22, 26, 31, 44) for n in ("PaymentProbeLegFailing", "PaymentProbeWebhookSecurityFailing", "PaymentProbeNoRecentRun")]
-   + [at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)])]})  # the window closed, still failing: pages
+   + [at(46, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)])]})  # the window closed, still failing: pages
 
 # 12. Absence. A healthy prober (runs every 5 minutes) until its last run at 30m, then every pod gone (its
 #     series end): the stopped runs page at 47m (3 intervals + 1m + the 1m hold), and once nothing at all
@@ -216,6 +230,87 @@ tests.append({"name": "critical across a restart", "interval": "1m", "input_seri
     {"series": C.format(i="old", leg="webhook_replay"), "values": alive(steps({20, 25, 30}, 60), 0, 31)},
     {"series": C.format(i="new", leg="webhook_replay"), "values": " ".join(["_"] * 34 + steps({34, 38, 43, 48}, 60).split()[34:])}],
  "alert_rule_test": [at(t, "PaymentProbeWebhookSecurityFailing", [security("webhook_replay")]) for t in range(20, 50)]})
+
+# ---- locations and confirmation (SPEC 11, 15) ----------------------------------------------------
+L = 'instant_payment_probe_outcome_total{{instance="{i}",location="{loc}",leg="{leg}",result="{r}"}}'
+CR = 'instant_payment_probe_confirm_retries{{instance="{i}",location="{loc}"}}'
+
+def location_series(loc, fails, passes, end=60, confirm=2):
+    """One location's runs of billing_state every 5 minutes from 1m: failing at `fails`, passing at `passes`."""
+    i = f"pod-{loc}"
+    return [{"series": L.format(i=i, loc=loc, leg="billing_state", r="fail"), "values": steps(set(fails), end)},
+            {"series": L.format(i=i, loc=loc, leg="billing_state", r="pass"), "values": steps(set(passes), end)},
+            {"series": CR.format(i=i, loc=loc), "values": f"{confirm}x{end}"}]
+
+RUNS = set(range(1, 61, 5))  # 1, 6, 11, ... every location runs every slot
+# 19. One location, confirmation on: the first confirmed failed run pages at its scrape (0 min after the run
+#     that confirmed it; was 5 min, the second failed run, with confirmation off — case 1).
+tests.append({"name": "one location, confirmation on: the first confirmed failure pages", "interval": "1m",
+ "input_series": location_series("eu", {21, 26}, RUNS - {21, 26}),
+ "alert_rule_test": [at(20, "PaymentProbeLegFailing", []), at(21, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+                     at(32, "PaymentProbeLegFailing", []), at(21, "PaymentProbeLegFailingInOneLocation", [])]})
+# 20. Two locations, confirmation on, one fails: a ticket naming it, no page. 21. Both fail: a page at the
+#     scrape of the second location's confirmed failure, no ticket.
+tests.append({"name": "two locations, one failing: ticket, no page", "interval": "1m",
+ "input_series": location_series("eu", {21, 26, 31}, RUNS - {21, 26, 31}) + location_series("us", set(), RUNS),
+ "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (21, 26, 31)]
+   + [at(21, "PaymentProbeLegFailingInOneLocation", [one_location("billing_state", "eu")]),
+      at(31, "PaymentProbeLegFailingInOneLocation", [one_location("billing_state", "eu")]),
+      at(38, "PaymentProbeLegFailingInOneLocation", [])]})
+tests.append({"name": "two locations, both failing: page", "interval": "1m",
+ "input_series": location_series("eu", {21, 26, 31}, RUNS - {21, 26, 31}) + location_series("us", {23, 28}, RUNS - {21, 26, 31} | {51}),
+ "alert_rule_test": [at(21, "PaymentProbeLegFailing", []), at(22, "PaymentProbeLegFailing", []),
+                     at(23, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]),
+                     at(23, "PaymentProbeLegFailingInOneLocation", []),
+                     at(28, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)])]})
+# 22. Three locations: one failing is a ticket, two a page, all three a page.
+three = location_series("eu", {21, 26, 31, 36}, RUNS - {21, 26, 31, 36}) + location_series("us", {33}, RUNS - {31}) \
+    + location_series("ap", {36}, RUNS - {36})
+tests.append({"name": "three locations: one, two, then all failing", "interval": "1m", "input_series": three,
+ "alert_rule_test": [at(21, "PaymentProbeLegFailing", []), at(21, "PaymentProbeLegFailingInOneLocation", [one_location("billing_state", "eu")]),
+                     at(33, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]),
+                     at(36, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)]),
+                     at(34, "PaymentProbeLegFailingInOneLocation", [])]})
+all3 = location_series("eu", {21}, RUNS - {21}) + location_series("us", {21}, RUNS - {21}) + location_series("ap", {21}, RUNS - {21})
+tests.append({"name": "three locations all failing", "interval": "1m", "input_series": all3,
+ "alert_rule_test": [at(21, "PaymentProbeLegFailing", [leg_failing("billing_state", 3)])]})
+# 23. Two locations, confirmation off: 2 of 3 runs in each location before the page.
+tests.append({"name": "two locations, confirmation off", "interval": "1m",
+ "input_series": location_series("eu", {21, 26}, RUNS - {21, 26}, confirm=0) + location_series("us", {21, 26}, RUNS - {21, 26}, confirm=0),
+ "alert_rule_test": [at(21, "PaymentProbeLegFailing", []), at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)])]})
+# 24. A restart in one location mid-incident (its new pod's series start at 0): the page holds.
+restart = location_series("us", {21, 26, 31, 36, 41}, RUNS - {21, 26, 31, 36, 41})
+restart += [{"series": L.format(i="old-eu", loc="eu", leg="billing_state", r="fail"), "values": alive(steps({21, 26, 31}, 60), 0, 31)},
+            {"series": L.format(i="new-eu", loc="eu", leg="billing_state", r="fail"), "values": " ".join(["_"] * 33 + steps({36, 41}, 60, 0).split()[33:])},
+            {"series": CR.format(i="old-eu", loc="eu"), "values": alive("2 " * 61, 0, 31)},
+            {"series": CR.format(i="new-eu", loc="eu"), "values": " ".join(["_"] * 33 + ["2"] * 28)}]
+tests.append({"name": "a restart in one location mid-incident", "interval": "1m", "input_series": restart,
+ "alert_rule_test": [at(t, "PaymentProbeLegFailing", [leg_failing("billing_state", 2)]) for t in (21, 26, 31, 33, 36, 41)]})
+# 25. A maintenance window over two failing locations: no page, the ticket may open.
+maint = location_series("eu", {21, 26}, RUNS - {21, 26}) + location_series("us", {21, 26}, RUNS - {21, 26})
+maint += [{"series": 'instant_payment_probe_maintenance{instance="pod-eu",location="eu"}', "values": "0x19 1x20 0x21"}]
+tests.append({"name": "maintenance over two failing locations", "interval": "1m", "input_series": maint,
+ "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (21, 26, 30)]})
+# 26. One location's pods gone: LocationSilent 17 min after its last run (a ticket); the other runs on, so no
+#     NoRecentRun. Then every location gone: NoRecentRun.
+def runs_until(loc, last, end):
+    series = healthy_until(last, end, instance=f"pod-{loc}")
+    for s in series:
+        s["series"] = s["series"].replace("{", f'{{location="{loc}",', 1)
+    return series
+# 27. A new location whose pods export 0 until their first run is not silent.
+tests.append({"name": "a new location before its first run", "interval": "1m",
+ "input_series": runs_until("eu", 60, 60) + [
+     {"series": 'instant_payment_probe_enabled{location="us",instance="pod-us"}', "values": "_x9 1x50"},
+     {"series": 'instant_payment_probe_last_run_timestamp_seconds{location="us",instance="pod-us"}', "values": "_x9 0x50"}],
+ "alert_rule_test": [at(t, "PaymentProbeLocationSilent", []) for t in (12, 20, 40, 59)]})
+tests.append({"name": "one location silent, then all", "interval": "1m",
+ "input_series": runs_until("eu", 30, 100) + runs_until("us", 60, 100),
+ "alert_rule_test": [at(46, "PaymentProbeLocationSilent", []), at(47, "PaymentProbeLocationSilent", [silent("eu", "17m 0s")]),
+                     at(47, "PaymentProbeNoRecentRun", []),
+                     at(77, "PaymentProbeNoRecentRun", [no_run("17m 0s")]),
+                     at(77, "PaymentProbeLocationSilent", [])]})
 
 doc = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}
 text = ("# promtool test rules alerts_test.yml — each alert fires when it must and stays silent when it must not,\n"
