@@ -58,6 +58,8 @@ def leaky(sandbox: SandboxServer, database_url: str, pg_server: str, tmp_path: P
         "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": "2", "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS": "1",
         # A vendor's API key in the OTLP headers, and a collector that is down: the export fails and is logged.
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_HEADERS": f"x-api-key={OTEL_KEY}",
+        # The runner confirms each failure once, at once: its retried attempts' reports are scrubbed too.
+        "PAYMENT_PROBE_CONFIRM_RETRIES": "1", "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS": "0",
         "_KEY_LINE": max(key_lines, key=len),
     }
 
