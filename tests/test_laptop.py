@@ -86,3 +86,16 @@ def test_bad_option_value_is_a_usage_error_naming_it(tmp_path: Path) -> None:
                       env={"PAYMENT_PROBE_SPOOL_DIR": str(tmp_path)})
     assert proc.returncode == 4
     assert "--base-url: expected an absolute http:// or https:// URL, got 'staging.example.com'" in proc.stderr
+
+
+def test_probe_json_carries_location_attempts_and_trace(sandbox: SandboxServer, database_url: str,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "o.json"
+    proc = pytest_cli("-k", "billing_state", "--base-url", sandbox.url, f"--probe-json={out}", env={
+        "PAYMENT_PROBE_CA_BUNDLE": ca_of(sandbox), "PAYMENT_PROBE_LOCATION": "laptop-1",
+        "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    (row,) = json.loads(out.read_text())
+    assert row == {"leg": "billing_state", "result": "pass", "severity": "info", "reason": "ok",
+                   "latency_seconds": row["latency_seconds"], "location": "laptop-1", "attempts": 1,
+                   "recovered_from": None, "trace_id": None}

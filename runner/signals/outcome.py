@@ -67,6 +67,11 @@ class Outcome:
             "latency_seconds": self.latency_seconds,
         }
 
+    def record(self) -> dict[str, Any]:
+        """``--probe-json``'s row: the five fields, then where, how many attempts, and the trace."""
+        return {**self.summary(), "location": self.location, "attempts": self.attempts,
+                "recovered_from": self.recovered_from, "trace_id": self.trace_id}
+
 
 class PhaseReport(Protocol):
     """The part of pytest's ``TestReport`` the rules read (so tests can feed plain objects)."""

@@ -382,5 +382,5 @@ class SignalsPlugin:
             log.error("signal sink %s failed: %s", name, self._redactor.text(f"{type(exc).__name__}: {exc}"))
 
     def _write_json(self, path: str) -> None:
-        text = json.dumps([o.summary() for o in self.outcomes], indent=2)
+        text = json.dumps([o.record() for o in self.outcomes], indent=2)
         self._guard("json", lambda: write_atomically(Path(path), text))
