@@ -170,7 +170,8 @@ class ProbeHTTPServer:
             self._answer_now(conn, 405, b"method not allowed\n", "text/plain")
         elif path == "/healthz":
             ok, detail = self.health()
-            self._answer_now(conn, 200 if ok else 503, json.dumps(detail).encode(), "application/json")
+            self._answer_now(conn, 200 if ok else 503, json.dumps(detail).encode(), "application/json",
+                             head_only=event.method == b"HEAD")
         else:
             self._forget(conn)
             deadline = pending.accepted + EXCHANGE_SECONDS
@@ -179,11 +180,12 @@ class ProbeHTTPServer:
             except RuntimeError:  # shutting down
                 conn.close()
 
-    def _answer_now(self, conn: socket.socket, status: int, body: bytes, content_type: str) -> None:
+    def _answer_now(self, conn: socket.socket, status: int, body: bytes, content_type: str, *,
+                    head_only: bool = False) -> None:
         """A small answer from the loop itself: one non-blocking send, never a wait on the client."""
         self._forget(conn)
         with contextlib.suppress(OSError):
-            conn.send(_response(status, body, content_type))
+            conn.send(_response(status, body, content_type, head_only=head_only))
         with contextlib.suppress(OSError):
             conn.close()
 

@@ -279,14 +279,17 @@ class StatusSnapshots:
         self.refreshes = 0  # how many snapshots were taken (each one database session at most)
 
     def get(self) -> dict[str, Any]:
+        started = None
         with self._lock:
             latest = self._latest
             fresh = latest is not None and time.monotonic() - latest[0] < self.REFRESH_SECONDS
             if not fresh and (self._refresh is None or not self._refresh.is_alive()):
-                self._refresh = threading.Thread(target=self._take, name="status-snapshot", daemon=True)
-                self._refresh.start()
+                self._refresh = started = threading.Thread(target=self._take, name="status-snapshot", daemon=True)
+                started.start()
             refresh = self._refresh
-        if not fresh and refresh is not None:
+        # The request that started a refresh (or any, before the first snapshot) waits a moment for
+        # it; the others answer from the last snapshot at once, so a slow database queues nobody.
+        if refresh is not None and (started is not None or latest is None):
             refresh.join(self.ANSWER_SECONDS)
         with self._lock:
             latest = self._latest

@@ -110,6 +110,8 @@ class Traces:
         from synthetics import __version__
 
         timeout = EXPORT_SECONDS
+        # The specification gives these in milliseconds; older SDKs read seconds: a value over 100
+        # is taken as milliseconds. Either way the export never waits more than 5 s.
         for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
             try:
                 timeout = min(timeout, float(env[name]) / (1000.0 if float(env[name]) > 100 else 1.0))
