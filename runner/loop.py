@@ -156,7 +156,7 @@ class Runner:
         from runner import maintenance
 
         try:
-            if db.OUTAGE.tripped and not db.OUTAGE.scoped:
+            if db.OUTAGE.out_since_last_run:
                 # Between runs, after a run that found the database out: no wait on it here (the
                 # loop's clock must not stall); the next run tries it again.
                 raise db.DatabaseOut("the last run found the database out")

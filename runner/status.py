@@ -141,9 +141,9 @@ class StatusSource:
             try:
                 return self._from_database(now)
             except Exception as exc:
-                return self._from_memory(now, f"history unavailable: the database is unreachable "
+                return self.from_memory(now, f"history unavailable: the database is unreachable "
                                               f"({type(exc).__name__})")
-        return self._from_memory(now, "history unavailable: no database is configured, or the prober is disabled")
+        return self.from_memory(now, "history unavailable: no database is configured, or the prober is disabled")
 
     # ---- from the audit table --------------------------------------------------------------
     def _from_database(self, now: datetime) -> dict[str, Any]:
@@ -202,7 +202,7 @@ class StatusSource:
             locations=located)
 
     # ---- from the runner's memory ------------------------------------------------------------
-    def _from_memory(self, now: datetime, note: str) -> dict[str, Any]:
+    def from_memory(self, now: datetime, note: str) -> dict[str, Any]:
         by_leg: dict[str, Outcome] = {}
         for outcome in self.recent():
             by_leg[outcome.leg] = outcome
@@ -294,7 +294,7 @@ class StatusSnapshots:
         with self._lock:
             latest = self._latest
         if latest is None:
-            return self._aged(time.monotonic(), self.source._from_memory(
+            return self._aged(time.monotonic(), self.source.from_memory(
                 datetime.now(UTC), "history loading: the database has not answered yet"))
         return self._aged(latest[0], latest[1])
 

@@ -60,6 +60,11 @@ class Outage:
         """Inside a run that already found the database out."""
         return self.scoped and self.tripped
 
+    @property
+    def out_since_last_run(self) -> bool:
+        """Between runs, after a run that found the database out: the next run tries it again."""
+        return self.tripped and not self.scoped
+
     def reset(self) -> None:
         with self._lock:
             self.tripped = False

@@ -388,7 +388,8 @@ def exchange(
     deadline = Deadline(timeout)
     parts = urlsplit(url)
     conn = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
-    request = _request_bytes(conn, method, Target.of(url), parts.path or "/", headers, body, {})
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    request = _request_bytes(conn, method, Target.of(url), target, headers, body, {})
     sock, _target, phases = open_connection(url, timeout, context, deadline)
     try:
         sent_at = time.perf_counter()

@@ -158,7 +158,6 @@ class _Retried:
     """A report of an attempt pytest-rerunfailures retries (outcome ``rerun``): read as the failure it was."""
 
     def __init__(self, report: Any) -> None:
-        self._report = report
         self.when, self.longrepr, self.user_properties = report.when, report.longrepr, report.user_properties
         self.outcome = "failed" if report.outcome == "rerun" else report.outcome
 
@@ -322,9 +321,8 @@ class SignalsPlugin:
         attempt = self._redactor.outcome(self._assemble(nodeid, [_Retried(r) for r in self._reports.pop(nodeid)]))
         self._attempts.setdefault(nodeid, []).append(attempt)
         self._count_attempt(attempt)
-        if self.traces is not None:
+        if self.traces is not None:  # the attempt's logfinish uninstalls its exchange spans
             self.traces.end_leg(attempt.result, attempt.severity, attempt.reason)
-            tracing.uninstall()
 
     def _count_attempt(self, attempt: Outcome) -> None:
         for sink in self.sinks:

@@ -118,10 +118,9 @@ class Traces:
                 break
             except (KeyError, ValueError):
                 continue
+        # Attributes given here win over OTEL_RESOURCE_ATTRIBUTES, so the service name is read from ``env``.
         resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "payment-probe",
                                     "service.version": __version__})
-        if env.get("OTEL_SERVICE_NAME"):
-            resource = resource.merge(Resource({"service.name": env["OTEL_SERVICE_NAME"]}))
         provider = TracerProvider(resource=resource)
         from opentelemetry.util.re import parse_env_headers
 
