@@ -108,13 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="platformdirs")
     args = build_parser().parse_args(argv)
-    from runner.logging_setup import configure_logging
+    from runner.logging_setup import configure_logging, redact_logs
 
     configure_logging()
     try:
         config = load_config()
     except ConfigError as exc:
         return _die(str(exc))
+    redact_logs(config.secrets())
     if args.command == "run":
         if args.json and not args.once:
             return _die("--json needs --once")

@@ -1,31 +1,54 @@
 """Failures confirmed inside the run (SPEC 15): a failed leg runs again before it is reported ``fail``.
 
 With pytest's own rerun plugin (pytest-rerunfailures), not a loop of ours: each leg gets a
-``flaky`` marker with the configured retries and delay, and a condition that refuses a retry which
-would push the run past its slot. Each earlier attempt reaches the signals plugin as a ``rerun``
+``flaky`` marker with the configured retries and a condition of ours that decides, once per failed
+attempt, whether another is made. Each earlier attempt reaches the signals plugin as a ``rerun``
 report, so every attempt is counted and the outcome says how many there were. A degraded leg (a
 skip) is never retried; neither is anything under plain pytest, unless ``--reruns`` asks.
+
+The condition refuses a retry when
+- the attempt ended ``critical`` (a gate that let a forgery through once is a breach, not a blip:
+  it is the outcome at once, and it pages);
+- the process was asked to stop (SIGTERM: no attempt starts after the signal);
+- the retry, and then every leg still to run at its worst (the leg timeout), and the sinks' flush
+  would not end before the slot does (the next slot runs on time).
+
+The delay between attempts is waited here, on the stop event, instead of rerunfailures' own
+``time.sleep``: a SIGTERM during the delay ends it at once instead of waiting it out.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
+from collections.abc import Generator
+from typing import Any
 
 import pytest
 
+from synthetics.failures import is_critical
 from synthetics.registry import leg_for_test
+
+CRITICAL_KEY = pytest.StashKey[bool]()  # this attempt ended critical
+FAILED_KEY = pytest.StashKey[bool]()  # this attempt failed in some phase
+DECIDED_KEY = pytest.StashKey[tuple[int, bool]]()  # (attempt, retry?) decided once per attempt
 
 
 class Confirmation:
-    def __init__(self, retries: int, delay_seconds: float, attempt_seconds: float, deadline: float) -> None:
+    def __init__(self, retries: int, delay_seconds: float, attempt_seconds: float, deadline: float,
+                 stop: threading.Event | None = None, tail_seconds: float = 0.0) -> None:
         self.retries = retries
         self.delay_seconds = delay_seconds
-        self.attempt_seconds = attempt_seconds  # a retry's worst case: the leg timeout
+        self.attempt_seconds = attempt_seconds  # a retry's worst case, and each later leg's: the leg timeout
         self.deadline = deadline  # wall time the slot ends
+        self.stop = stop or threading.Event()
+        self.tail_seconds = tail_seconds  # after the last leg: the sinks' flush budgets
 
-    def room_for_another(self) -> bool:
-        """A retry is made only if it ends, at worst, before the slot does."""
-        return time.time() + self.delay_seconds + self.attempt_seconds <= self.deadline
+    def room_for_another(self, legs_after: int = 0) -> bool:
+        """A retry is made only if it, the legs after it and the flush end, at worst, before the slot does."""
+        worst = self.delay_seconds + self.attempt_seconds * (1 + legs_after) + self.tail_seconds
+        return time.time() + worst <= self.deadline
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -33,8 +56,69 @@ class Confirmation:
         if not hasattr(config.option, "usepdb"):
             config.option.usepdb = False
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            if leg_for_test(getattr(item, "originalname", item.name)) is not None:
-                item.add_marker(pytest.mark.flaky(reruns=self.retries, reruns_delay=self.delay_seconds,
-                                                  condition=self.room_for_another))
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """After deselection (``-k``, ``-m``): each leg knows how many legs still follow it."""
+        legs = [item for item in session.items
+                if leg_for_test(getattr(item, "originalname", item.name)) is not None]
+        for index, item in enumerate(legs):
+            condition = functools.partial(self._retry, item, len(legs) - index - 1)
+            item.add_marker(pytest.mark.flaky(reruns=self.retries, reruns_delay=0, condition=condition))
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)  # inner: rerunfailures' condition reads what it notes
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+        outcome = yield
+        report = outcome.get_result()
+        if call.when == "setup":
+            item.stash[CRITICAL_KEY] = False
+            item.stash[FAILED_KEY] = False
+        if report.failed:
+            item.stash[FAILED_KEY] = True
+            if call.excinfo is not None and is_critical(call.excinfo.value):
+                item.stash[CRITICAL_KEY] = True
+
+    def _retry(self, item: pytest.Item, legs_after: int, _error: BaseException | None) -> bool:
+        """rerunfailures' condition, asked per failed phase: decided once per attempt."""
+        attempt = int(getattr(item, "execution_count", 1))
+        decided = item.stash.get(DECIDED_KEY, None)
+        if decided is not None and decided[0] == attempt:
+            return decided[1]
+        retry = self._decide(item, legs_after)
+        item.stash[DECIDED_KEY] = (attempt, retry)
+        return retry
+
+    def _decide(self, item: pytest.Item, legs_after: int) -> bool:
+        if not item.stash.get(FAILED_KEY, False):
+            return False  # asked for a passing attempt too: nothing to confirm
+        if item.stash.get(CRITICAL_KEY, False) or self.stop.is_set():
+            return False
+        if not self.room_for_another(legs_after):
+            return False
+        # No leg timer may fire during the wait: the attempt is over (its own timer ends with it).
+        item.ihook.pytest_timeout_cancel_timer(item=item)
+        return not self.stop.wait(self.delay_seconds)
+
+
+class StopAfterSignal:
+    """SIGTERM finishes the current attempt and starts no other: the session stops after that leg,
+    and a leg not yet begun is not begun (it gets no outcome: it did not run, it did not fail)."""
+
+    REASON = "stop requested (SIGTERM): no further leg starts"
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        if self.stop.is_set():
+            item.session.shouldstop = self.REASON
+            return True  # handled: not run
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.stop.is_set() and report.when == "teardown" and self._session is not None:
+            self._session.shouldstop = self.REASON
+
+    _session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._session = session

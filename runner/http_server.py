@@ -39,6 +39,8 @@ HEAD_SECONDS = 5.0  # the request head must have arrived this long after the con
 EXCHANGE_SECONDS = 10.0  # and the whole exchange, answer included, must be over this long after it
 MAX_HEAD_BYTES = 8192
 WORKERS = 4
+ACCEPT_BACKOFF_SECONDS = 0.1  # the listener's rest after an accept failed (EMFILE, ENFILE, ENOBUFS)
+ACCEPT_LOG_SECONDS = 1.0  # at most one line about failed accepts this often
 MAX_PENDING = 10_000  # connections whose head is still arriving; beyond it the oldest are closed
 
 Route = Callable[[], tuple[int, bytes, str]]
@@ -53,6 +55,7 @@ class _Pending:
     """A connection whose request head is still arriving."""
 
     accepted: float
+    received: int = 0  # bytes of the head so far: capped whatever the read pattern
     parser: h11.Connection = field(default_factory=lambda: h11.Connection(
         h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES))
 
@@ -82,6 +85,9 @@ class ProbeHTTPServer:
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="metrics-http")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._accept_paused_until = 0.0  # at the descriptor limit: the listener rests until then
+        self._accept_logged_at = -ACCEPT_LOG_SECONDS
+        self._accept_failures = 0  # since the last line about them
 
     @property
     def port(self) -> int:
@@ -112,6 +118,10 @@ class ProbeHTTPServer:
                 events = self._selector.select(timeout=0.25)
             except OSError:
                 return
+            if self._accept_paused_until and time.monotonic() >= self._accept_paused_until:
+                self._accept_paused_until = 0.0
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.register(self._listener, selectors.EVENT_READ)
             for key, _mask in events:
                 sock = key.fileobj
                 if sock is self._listener:
@@ -131,8 +141,8 @@ class ProbeHTTPServer:
                 conn, _addr = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log, keep serving what we have
-                log.error("metrics endpoint could not accept a connection (%s)", type(exc).__name__)
+            except OSError as exc:  # EMFILE and friends: rest the listener, keep serving what we have
+                self._accept_failed(exc)
                 return
             conn.setblocking(False)
             if len(self._pending) >= MAX_PENDING:
@@ -140,6 +150,22 @@ class ProbeHTTPServer:
                 self._close(oldest)
             self._pending[conn] = _Pending(time.monotonic())
             self._selector.register(conn, selectors.EVENT_READ)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        """At the file-descriptor limit the listener stays readable: accepting again at once would
+        spin a core and print a line per try. It rests ``ACCEPT_BACKOFF_SECONDS`` (connections wait
+        in the backlog meanwhile; expiring heads free descriptors), and the failures are logged at
+        most once a second, with their count."""
+        self._accept_failures += 1
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(self._listener)
+        now = time.monotonic()
+        self._accept_paused_until = now + ACCEPT_BACKOFF_SECONDS
+        if now - self._accept_logged_at >= ACCEPT_LOG_SECONDS:
+            log.error("metrics endpoint could not accept %d connection(s) (%s); retrying in %gs",
+                      self._accept_failures, type(exc).__name__, ACCEPT_BACKOFF_SECONDS)
+            self._accept_logged_at = now
+            self._accept_failures = 0
 
     def _read_head(self, conn: socket.socket) -> None:
         pending = self._pending.get(conn)
@@ -152,6 +178,7 @@ class ProbeHTTPServer:
         except OSError:
             self._close(conn)
             return
+        pending.received += len(data)
         pending.parser.receive_data(data)
         try:
             event = pending.parser.next_event()
@@ -164,6 +191,10 @@ class ProbeHTTPServer:
             return
         if not isinstance(event, h11.Request):
             self._close(conn)
+            return
+        if pending.received - len(pending.parser.trailing_data[0]) > MAX_HEAD_BYTES:
+            # h11 caps a head only while it waits for more; one that arrived whole is measured here.
+            self._answer_now(conn, 431, b"request header fields too large\n", "text/plain")
             return
         path = event.target.decode("ascii", "replace").split("?", 1)[0]
         if event.method not in (b"GET", b"HEAD"):
@@ -234,4 +265,4 @@ def _response(status: int, body: bytes, content_type: str, *, head_only: bool = 
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            503: "Service Unavailable"}
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}

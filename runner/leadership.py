@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,10 +35,36 @@ SLOTS_BY_LOCATION = (
 )
 
 
-def lock_key(location: str) -> int:
+# Every other location's lock is the pair (LOCATION_LOCK_CLASS, its row's number in this table):
+# Postgres' two-int advisory keys never meet the one-bigint key of ``local``, and a number per
+# location can never collide as a hash of its name can (``0xyf3rpz5c`` and ``ga87t0m5rv`` share a
+# crc32, so one location silently never led).
+LOCATION_LOCK_CLASS = 0x5050_7262  # int4: "PPrb", payment-probe leadership by location
+LOCATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS payment_probe_locations (
+  location   text PRIMARY KEY,
+  lock_id    integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+def lock_statement(location: str, lock_id: int | None) -> tuple[str, tuple[int, ...]]:
     """Leadership per location (SPEC 15): each location's replicas contend for their own lock; the
     default location keeps the key it always had, so a rollout's old and new pods agree."""
-    return LOCK_KEY if location == "local" else LOCK_KEY ^ zlib.crc32(location.encode())
+    if location == "local":
+        return "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)
+    assert lock_id is not None
+    return "SELECT pg_try_advisory_lock(%s, %s)", (LOCATION_LOCK_CLASS, lock_id)
+
+
+def location_lock_id(conn: Any, location: str) -> int:
+    """The location's number, registered on first use (``ON CONFLICT DO NOTHING``: replicas race safely)."""
+    if conn.execute("SELECT to_regclass('payment_probe_locations')").fetchone()[0] is None:
+        conn.execute(LOCATIONS_DDL)
+    conn.execute("INSERT INTO payment_probe_locations (location) VALUES (%s) ON CONFLICT (location) DO NOTHING",
+                 (location,))
+    return int(conn.execute("SELECT lock_id FROM payment_probe_locations WHERE location = %s",
+                            (location,)).fetchone()[0])
 
 
 class SlotsTableError(RuntimeError):
@@ -72,7 +97,10 @@ def ensure_slots_table(database_url: Secret) -> None:
 
 
 def _create_slots_table_if_missing(conn: Any) -> None:
-    # Only when missing: a least-privilege role may use the table but not CREATE.
+    # Only when missing: a least-privilege role may use the tables but not CREATE.
+    if conn.execute("SELECT to_regclass('payment_probe_locations') IS NULL AND "
+                    "has_schema_privilege(current_schema(), 'CREATE')").fetchone()[0]:
+        conn.execute(LOCATIONS_DDL)  # the location numbers (only locations other than ``local`` use them)
     if conn.execute("SELECT to_regclass('payment_probe_slots')").fetchone()[0] is None:
         conn.execute(SLOTS_DDL)
         return
@@ -98,6 +126,7 @@ class Leadership:
         self._conn: Any = None
         self.leading = False
         self.ever_connected = False
+        self._lock_id: int | None = None  # this location's number (payment_probe_locations)
 
     def _session(self) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -130,7 +159,10 @@ class Leadership:
                 if self.leading:
                     conn.execute("SELECT 1")
                     return True
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(self.location),)).fetchone()
+                if self.location != "local" and self._lock_id is None:
+                    self._lock_id = location_lock_id(conn, self.location)
+                statement, key = lock_statement(self.location, self._lock_id)
+                row = conn.execute(statement, key).fetchone()
             became = bool(row and row[0])
             if became:
                 log.info("replica %s is now the leader", self.replica)

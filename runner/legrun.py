@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import synthetics
-from runner.confirm import Confirmation
+from runner.confirm import Confirmation, StopAfterSignal
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import SignalsPlugin
 from synthetics import db
@@ -26,6 +27,9 @@ from synthetics.plugin import ProvidedConfig
 
 LEGS_DIR = str(Path(synthetics.__file__).parent)
 MARK_EXPRESSION = "prod_safe or upgrade"
+# After the last leg: the audit flush (one database detection at most per run), the event API's and
+# the Pushgateway's 5 s budgets. A confirmation retry leaves room for them.
+FLUSH_SECONDS = db.GUARD_SECONDS + 2 * 5.0
 
 # Built-in and installed plugins the legs never use in the runner. Each costs registration and
 # fixture parsing on every run (pytest is called afresh each slot); unraisableexception and
@@ -45,6 +49,7 @@ class RunReport:
     pytest_exit_code: int
     duration_seconds: float
     finished_at: float
+    stopped: bool = False  # SIGTERM arrived during the run: the legs not begun have no outcome
 
     @property
     def failed(self) -> bool:
@@ -99,14 +104,17 @@ class LegRunner:
             *self.extra_args,
         ]
 
-    def run(self, run_id: str, deadline: float | None = None) -> RunReport:
+    def run(self, run_id: str, deadline: float | None = None, stop: threading.Event | None = None) -> RunReport:
         """One session; with a ``deadline`` (the slot's end, wall time) and retries configured, a failed
-        leg is confirmed inside the run (SPEC 15)."""
+        leg is confirmed inside the run (SPEC 15). Once ``stop`` is set (SIGTERM) no further attempt
+        starts: the leg running finishes, the others are not begun, the sinks flush."""
         started = time.perf_counter()
-        plugins: list[object] = [ProvidedConfig(self.config), self.plugin]
+        stop = stop or threading.Event()
+        plugins: list[object] = [ProvidedConfig(self.config), self.plugin, StopAfterSignal(stop)]
         if deadline is not None and self.config.confirm_retries > 0:
             plugins.append(Confirmation(self.config.confirm_retries, self.config.confirm_delay_seconds,
-                                        self.config.leg_timeout_seconds, deadline))
+                                        self.config.leg_timeout_seconds, deadline, stop,
+                                        tail_seconds=FLUSH_SECONDS))
         with stdout_redirected(self.quiet), db.one_detection():
             code = pytest.main(self.args(run_id), plugins=plugins)
         return RunReport(
@@ -115,4 +123,5 @@ class LegRunner:
             pytest_exit_code=int(code),
             duration_seconds=time.perf_counter() - started,
             finished_at=time.time(),
+            stopped=stop.is_set(),
         )

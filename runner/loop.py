@@ -1,8 +1,9 @@
 """The continuous runner: every interval slot, one run of the legs, on one replica of the cluster.
 
 Slots are wall-clock multiples of the interval (fixed rate, no drift, and every replica
-agrees on them). A run that overruns its slot delays the next one; runs never overlap.
-Nothing raised by a run ends the loop; SIGTERM/SIGINT let the current run finish.
+agrees on them). A run serves the slot it starts in: one that overruns its slot delays the next
+one, never skips it; runs never overlap. Nothing raised by a run ends the loop; SIGTERM/SIGINT
+let the current leg attempt finish, start nothing more, flush, and exit.
 """
 
 from __future__ import annotations
@@ -125,11 +126,14 @@ class Runner:
             if wait > 0:
                 self.stop_requested.wait(min(wait, 1.0))
                 continue
+            # The slot is the one the run starts in (SPEC 8): after a start-up grace, a restart or an
+            # overrun, one that has already ended is never served (its claim may be another
+            # replica's, its deadline past), and the slot after it is never skipped.
+            next_slot = max(next_slot, math.floor(time.time() / interval) * interval)
             self.tick(next_slot)
             if max_runs is not None and self.runs_done >= max_runs:
                 return
-            now = time.time()
-            next_slot += interval * max(1, math.floor((now - next_slot) / interval) + 1)
+            next_slot += interval
 
     def tick(self, slot_start: float) -> RunReport | None:
         """One slot: claim it (when clustered), sweep orphans, run the legs. Never raises."""
@@ -189,7 +193,7 @@ class Runner:
         self.sweep()
         # A confirmation retry must end inside the slot the run serves (or, once, within an interval).
         deadline = (time.time() if slot_start is None else slot_start) + self.config.interval_seconds
-        report = self.legs.run(new_run_id(slot_start), deadline)
+        report = self.legs.run(new_run_id(slot_start), deadline, self.stop_requested)
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays
         # flat; everything alive after the first run (modules, plugins, registry, sinks) lives as
@@ -203,7 +207,7 @@ class Runner:
             # start every time must not look like a healthy prober.
             self.metrics.runs.inc()
             self.metrics.last_run.set(report.finished_at)
-        if report.pytest_exit_code not in (0, 1) or len(report.outcomes) < len(LEGS):
+        if not report.stopped and (report.pytest_exit_code not in (0, 1) or len(report.outcomes) < len(LEGS)):
             self.metrics.run_errors.inc()
             log.error("pytest ended with exit code %d and %d of %d outcomes",
                       report.pytest_exit_code, len(report.outcomes), len(LEGS))

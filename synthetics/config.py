@@ -11,6 +11,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -90,11 +91,7 @@ def resolve_environment(env: Mapping[str, str]) -> dict[str, str]:
             continue
         if env.get(name):
             raise ConfigError(name + FILE_SUFFIX, f"either {name} or {name}{FILE_SUFFIX}, not both")
-        try:
-            with open(path.strip(), encoding="utf-8") as handle:
-                value = handle.read()
-        except (OSError, UnicodeDecodeError):
-            raise ConfigError(name + FILE_SUFFIX, "the path of a readable UTF-8 file holding the secret") from None
+        value = read_secret_file(name + FILE_SUFFIX, path.strip())
         value = value[:-2] if value.endswith("\r\n") else value.removesuffix("\n")
         if not value:
             raise ConfigError(name + FILE_SUFFIX, "a file holding the secret, not an empty one")
@@ -102,6 +99,44 @@ def resolve_environment(env: Mapping[str, str]) -> dict[str, str]:
     for name, value in resolved.items():
         check_value(name, value)
     return resolved
+
+
+SECRET_FILE_MAX_BYTES = 64 * 1024
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """A mounted secret's content: a regular file (after symlinks) of at most 64 KiB, read bounded.
+
+    Opened ``O_NONBLOCK`` and checked with ``fstat`` before any read, so a FIFO without a writer,
+    a device (``/dev/zero``), a directory or a huge file is exit 2 at once: never a start-up that
+    blocks forever with ``/healthz`` unserved, never a memory blow-up (SPEC 3).
+    """
+    accepted = "the path of a readable UTF-8 file holding the secret"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        raise ConfigError(variable, accepted) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(variable, "a regular file holding the secret (not a FIFO, device or directory)")
+        if info.st_size > SECRET_FILE_MAX_BYTES:
+            raise ConfigError(variable, f"a file of at most {SECRET_FILE_MAX_BYTES // 1024} KiB holding the secret")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= SECRET_FILE_MAX_BYTES:  # the file may grow after fstat: the cap holds anyway
+            chunk = os.read(fd, SECRET_FILE_MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > SECRET_FILE_MAX_BYTES:
+            raise ConfigError(variable, f"a file of at most {SECRET_FILE_MAX_BYTES // 1024} KiB holding the secret")
+        return b"".join(chunks).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(variable, accepted) from None
+    finally:
+        os.close(fd)
 
 
 def check_value(name: str, value: str) -> None:
@@ -195,9 +230,19 @@ def parse_http_url(name: str, raw: str | None) -> str | None:
         raise ConfigError(name, f"{accepted} without a query or fragment ('?', '#')")
     if not _is_host(parts.hostname):
         raise ConfigError(name, f"{accepted} whose host is a DNS name or an IP literal", raw)
-    if not _printable_ascii(parts.path):
-        raise ConfigError(name, f"{accepted} whose path is printable ASCII (percent-encode the rest)")
+    if parts.port == 0 or parts.netloc.endswith(":"):
+        raise ConfigError(name, f"{accepted} with a port from 1 to 65535", raw)
+    if not _PATH.fullmatch(parts.path):
+        raise ConfigError(name, f"{accepted} whose path has only characters RFC 3986 allows (percent-encode the "
+                          "rest)")
     return raw.rstrip("/")
+
+
+# RFC 3986 path characters: unreserved, sub-delims, ':', '@', '/', and %XX escapes.
+_PATH = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+# A dotted-decimal-looking host that is not four decimal octets: ``127.1``, ``0x7f.1``, ``1.2.3``,
+# ``010.0.0.1`` — getaddrinfo would read them as IPv4 addresses (inet_aton), a URL reader as names.
+_NUMERIC_HOST = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+))*\.?$", re.IGNORECASE)
 
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -210,6 +255,8 @@ def _is_host(host: str) -> bool:
         return True
     except ValueError:
         pass
+    if _NUMERIC_HOST.match(host):
+        return False  # a non-canonical IPv4 form: neither a DNS name nor an address we would connect to as written
     name = host[:-1] if host.endswith(".") else host
     return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
 
@@ -311,6 +358,7 @@ class ProbeConfig:
     confirm_delay_seconds: float = 15.0  # this far apart
     location: str = "local"  # PAYMENT_PROBE_LOCATION: where this prober runs (a label on every series)
     otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
+    otel_endpoint: Secret | None = None  # the OTLP endpoint checked at start; a vendor may put a key in its query
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
@@ -331,7 +379,39 @@ class ProbeConfig:
             for pair in self.otel_headers.reveal().split(","):
                 value = pair.partition("=")[2].strip()
                 values += [value, unquote(value)]
+        if self.otel_endpoint:  # "https://collector/v1/traces?api_key=VALUE": each query value
+            from urllib.parse import parse_qsl
+
+            query = urlsplit(self.otel_endpoint.reveal()).query
+            values += [value for _name, value in parse_qsl(query, keep_blank_values=False)]
+            values += [pair.partition("=")[2] for pair in query.split("&") if pair.partition("=")[2]]
         return tuple(values)
+
+
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def parse_otlp_endpoint(env: Mapping[str, str]) -> str | None:
+    """The OTLP endpoint variables, checked like a URL at start (SPEC 3, 16): ``http``/``https`` and a
+    host, else exit 2 naming the variable. A scheme-less value would otherwise reach the SDK, whose
+    own logger prints it, query key and all, on a raw stderr line. The value is never shown."""
+    chosen: str | None = None
+    for name in OTLP_ENDPOINT_VARIABLES:
+        raw = env.get(name)
+        if raw is None or not raw.strip():
+            continue
+        value = raw.strip()
+        accepted = "an absolute http:// or https:// URL of the OTLP collector"
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise ConfigError(name, accepted) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not _is_host(parts.hostname) \
+                or port == 0 or any(ord(c) < 33 or ord(c) > 126 for c in value):
+            raise ConfigError(name, accepted)
+        chosen = chosen or value
+    return chosen
 
 
 def _key_material(path: str) -> list[str]:
@@ -445,6 +525,7 @@ def load_config(
         confirm_delay_seconds=parse_seconds(env, "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS", D.confirm_delay_seconds,
                                             zero_ok=True),
         replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
+        otel_endpoint=_secret(parse_otlp_endpoint(raw_env)),
         otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
                                                     raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),
     )

@@ -24,6 +24,16 @@ class LegFailed(pytest.fail.Exception):  # type: ignore[name-defined]
         super().__init__(f"{reason}: {detail}" if detail else reason, pytrace=False)
 
 
+def is_critical(exc: BaseException | None) -> bool:
+    """An attempt that ended ``critical``: never retried, never recovered (SPEC 15)."""
+    return isinstance(exc, LegFailed) and exc.severity == "critical"
+
+
+def not_critical(error: BaseException | None) -> bool:
+    """The rerun condition every leg gets under plain pytest's ``--reruns``: a critical attempt is final."""
+    return not is_critical(error)
+
+
 def degrade(reason: str, detail: str = "") -> NoReturn:
     """End the leg as ``degraded``: a pytest skip whose message starts with the reason token."""
     pytest.skip(f"{reason} {detail}".strip())

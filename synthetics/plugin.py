@@ -15,7 +15,7 @@ import pytest
 
 from synthetics import cohort, db
 from synthetics.config import ConfigError, ProbeConfig, load_config
-from synthetics.failures import LegFailed, degrade
+from synthetics.failures import LegFailed, degrade, not_critical
 from synthetics.http import ProbeClient
 from synthetics.leg_report import DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 from synthetics.registry import leg_for_test
@@ -77,12 +77,44 @@ class ProvidedConfig:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every leg the leg timeout, signal method: finalizers (the reap) still run after it."""
+    """Give every leg the leg timeout, signal method: finalizers (the reap) still run after it.
+
+    Under plain pytest's ``--reruns`` each leg also gets a rerun condition: an attempt that ended
+    critical is the outcome at once, never retried into a pass (SPEC 15)."""
     seconds = config.stash[CONFIG_KEY].leg_timeout_seconds
+    reruns = getattr(config.option, "reruns", None) or 0
     for item in items:
         name = getattr(item, "originalname", item.name)
-        if leg_for_test(name) is not None and item.get_closest_marker("timeout") is None:
+        if leg_for_test(name) is None:
+            continue
+        if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(seconds, method="signal"))
+        if reruns and item.get_closest_marker("flaky") is None:
+            item.add_marker(pytest.mark.flaky(reruns=reruns, reruns_delay=getattr(config.option, "reruns_delay", 0),
+                                              condition=not_critical))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each retry is a fresh attempt (SPEC 15), which pytest's two plugins do not make it on their own.
+
+    pytest-timeout arms one alarm around pytest-rerunfailures' whole protocol and cancels it when
+    the first attempt fails (``pytest_exception_interact``): a retry would run with no leg timeout at
+    all. So every retry's setup arms the leg timer again. And the item's ``user_properties`` (where a
+    leg notes its latency, phases and details) outlive an attempt: a retry starts them empty, so a
+    retry that got no answer never reports the first attempt's latency.
+    """
+    if int(getattr(item, "execution_count", 1)) <= 1 or leg_for_test(getattr(item, "originalname", item.name)) is None:
+        return
+    item.user_properties = []
+    timeout_plugin = item.config.pluginmanager.getplugin("timeout")
+    settings_of = getattr(timeout_plugin, "_get_item_settings", None)
+    if settings_of is None:
+        return
+    settings = settings_of(item)
+    if settings.timeout:
+        item.ihook.pytest_timeout_cancel_timer(item=item)
+        item.ihook.pytest_timeout_set_timer(item=item, settings=settings)
 
 
 class LegRecord:

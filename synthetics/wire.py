@@ -18,7 +18,10 @@ exchange (``Connection: close``).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
+import selectors
 import socket
 import ssl
 import threading
@@ -34,6 +37,8 @@ import h11
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 MAX_HEADER_BYTES = 64 * 1024  # status line and headers together (h11's event size cap)
 RECV_BYTES = 64 * 1024
+MAX_INTERIM_RESPONSES = 8  # 100 Continue, 103 Early Hints: a handful, never a storm
+CPU_SECONDS = 1.0  # of this thread's CPU for one answer's framing, whatever the peer sends
 
 
 class WireError(Exception):
@@ -157,30 +162,91 @@ def _resolve(target: Target, deadline: Deadline, phases: dict[str, float]) -> li
     return infos
 
 
+HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's "Connection Attempt Delay": the next address starts this soon
+_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY)
+
+
+def _interleaved(infos: list[Any]) -> list[Any]:
+    """Addresses in RFC 8305 order: the resolver's first family first, then alternating families,
+    so one dead family (a broken IPv6 path) costs one attempt delay, not every address of it."""
+    if not infos:
+        return []
+    first = infos[0][0]
+    ours = [info for info in infos if info[0] == first]
+    others = [info for info in infos if info[0] != first]
+    order: list[Any] = []
+    while ours or others:
+        if ours:
+            order.append(ours.pop(0))
+        if others:
+            order.append(others.pop(0))
+    return order
+
+
 def _connect(infos: list[Any], deadline: Deadline, phases: dict[str, float]) -> socket.socket:
+    """Happy Eyeballs (RFC 8305) within the one deadline: each address in turn, the next one started
+    at most ``HAPPY_EYEBALLS_DELAY`` after the previous (at once when it fails), the first to
+    connect wins and the rest are closed. One address that black-holes is not an outage."""
     started = time.perf_counter()
-    problem: Exception | None = None
-    for family, kind, proto, _name, address in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(deadline.remaining("connect", phases))
-            sock.connect(address)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            phases["connect"] = time.perf_counter() - started
-            return sock
-        except TimeoutError:
-            sock.close()
-            phases["connect"] = time.perf_counter() - started
-            raise WireError("timeout", f"TCP connect took over {deadline.seconds:g}s", phases) from None
-        except OSError as exc:
-            sock.close()
-            problem = exc
-        except WireError:
-            sock.close()
-            raise
+    waiting = _interleaved(infos)
+    attempts: list[socket.socket] = []
+    problem: OSError | None = None
+    next_start = 0.0
+    selector = selectors.DefaultSelector()
+    winner: socket.socket | None = None
+    try:
+        while winner is None:
+            if waiting and (not attempts or time.monotonic() >= next_start):
+                family, kind, proto, _name, address = waiting.pop(0)
+                try:
+                    sock = socket.socket(family, kind, proto)
+                except OSError as exc:
+                    problem = exc
+                    continue
+                sock.setblocking(False)
+                code = sock.connect_ex(address)
+                if code == 0:
+                    winner = sock
+                    break
+                if code in _IN_PROGRESS:
+                    selector.register(sock, selectors.EVENT_WRITE)
+                    attempts.append(sock)
+                    next_start = time.monotonic() + HAPPY_EYEBALLS_DELAY
+                else:
+                    sock.close()
+                    problem = OSError(code, os.strerror(code))
+                continue
+            if not attempts:
+                phases["connect"] = time.perf_counter() - started
+                refused = isinstance(problem, ConnectionRefusedError) or getattr(problem, "errno", None) == \
+                    errno.ECONNREFUSED
+                raise WireError("connection_error", "Connection refused" if refused else type(problem).__name__,
+                                phases)
+            left = deadline.end - time.monotonic()
+            if left <= 0:
+                phases["connect"] = time.perf_counter() - started
+                raise WireError("timeout", f"TCP connect took over {deadline.seconds:g}s", phases)
+            wait = min(left, max(0.0, next_start - time.monotonic())) if waiting else left
+            for key, _mask in selector.select(wait):
+                sock = key.fileobj  # type: ignore[assignment]
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                selector.unregister(sock)
+                attempts.remove(sock)
+                if code == 0:
+                    winner = sock
+                    break
+                sock.close()
+                problem = OSError(code, os.strerror(code))
+                next_start = 0.0  # a failed attempt starts the next address at once
+    finally:
+        for sock in attempts:
+            if sock is not winner:
+                sock.close()
+        selector.close()
+    winner.setblocking(True)
+    winner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     phases["connect"] = time.perf_counter() - started
-    text = "Connection refused" if isinstance(problem, ConnectionRefusedError) else type(problem).__name__
-    raise WireError("connection_error", text, phases)
+    return winner
 
 
 def _handshake(sock: socket.socket, target: Target, context: ssl.SSLContext, deadline: Deadline,
@@ -227,6 +293,16 @@ class _Reader:
         self.deadline = deadline
         self.phases = phases
         self.first_byte_at: float | None = None
+        self.received = 0  # bytes read off the socket so far
+        self.cpu_started = time.thread_time()
+
+    def check_cpu(self, what: str) -> None:
+        """A response's framing may cost at most ``CPU_SECONDS`` of this thread's CPU: a body in
+        1-byte chunks or a storm of 1xx answers is a ``protocol_error`` at once, not a core burnt
+        until the deadline."""
+        if time.thread_time() - self.cpu_started > CPU_SECONDS:
+            raise WireError("protocol_error", f"{what}: the answer's framing costs over {CPU_SECONDS:g}s of CPU",
+                            self.phases, answered=self.first_byte_at is not None)
 
     def read(self, what: str) -> bytes:
         """One read; ``b""`` at the end of the stream."""
@@ -248,6 +324,7 @@ class _Reader:
             raise
         if self.first_byte_at is None and data:
             self.first_byte_at = time.perf_counter()
+        self.received += len(data)
         return data
 
 
@@ -277,6 +354,7 @@ def _headers_of(event: h11.Response | h11.InformationalResponse) -> dict[str, st
 def _receive(conn: h11.Connection, reader: _Reader, what: str) -> Any:
     """The next h11 event, reading from the socket as long as h11 needs data."""
     while True:
+        reader.check_cpu(what)
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
@@ -295,10 +373,25 @@ def _h11_detail(exc: h11.ProtocolError) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
+def _consumed(conn: h11.Connection, reader: _Reader) -> int:
+    """Bytes h11 has parsed so far (read off the socket, less what it still holds unparsed)."""
+    return reader.received - len(conn.trailing_data[0])
+
+
 def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
                    on_head: HeadJudge | None) -> tuple[int, dict[str, str], bytes]:
+    interim = 0
+    head_from = 0
     while True:
         event = _receive(conn, reader, "status line and headers")
+        if isinstance(event, h11.InformationalResponse | h11.Response):
+            # h11 caps a head only while it waits for more of it: one that arrives whole is
+            # measured here, so the 64 KiB cap holds whatever the read pattern (SPEC 10).
+            head_to = _consumed(conn, reader)
+            if head_to - head_from > MAX_HEADER_BYTES:
+                raise WireError("protocol_error", f"status line and headers: over {MAX_HEADER_BYTES} bytes",
+                                reader.phases, answered=True)
+            head_from = head_to
         if getattr(event, "http_version", b"1.1")[:2] != b"1.":
             raise WireError("protocol_error", "status line: not HTTP/1.x", reader.phases, answered=True)
         if isinstance(event, h11.Response):
@@ -306,8 +399,15 @@ def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
         if isinstance(event, h11.ConnectionClosed):
             raise WireError("connection_error", "connection closed before an answer", reader.phases,
                             answered=reader.first_byte_at is not None)
-        # InformationalResponse (1xx): the real answer follows.
+        # InformationalResponse (1xx): the real answer follows, after a few at most.
+        interim += 1
+        if interim > MAX_INTERIM_RESPONSES:
+            raise WireError("protocol_error", f"over {MAX_INTERIM_RESPONSES} interim (1xx) responses", reader.phases,
+                            answered=True)
     status, headers = event.status_code, _headers_of(event)
+    if "content-length" in headers and "transfer-encoding" in headers:
+        # RFC 9112 6.3: a sender must not send both; a request-smuggling shape, never trusted.
+        raise WireError("protocol_error", "both Content-Length and Transfer-Encoding", reader.phases, answered=True)
     if on_head is not None:
         try:
             on_head(status, headers)

@@ -36,7 +36,7 @@ def silent(location, age):
     return {"exp_labels": {"severity": "ticket", "team": "billing-oncall", "location": location},
             "exp_annotations": {
                 "summary": f"payment-probe location {location} has not run the legs for 3 intervals",
-                "description": f"Location {location} last ran the legs {age} ago while another location keeps probing: the money path is still checked, from fewer places.",
+                "description": f"Location {location} has not run the legs for {age} (or never has, while enabled): the money path is checked from fewer places, or not at all from it.",
                 "runbook_url": RUNBOOK.format("PaymentProbeLocationSilent")}}
 
 SECURITY_TEXT = ("The leg {} failed critically in its latest run. unsigned_accepted, forged_accepted or "
@@ -299,12 +299,22 @@ def runs_until(loc, last, end):
     for s in series:
         s["series"] = s["series"].replace("{", f'{{location="{loc}",', 1)
     return series
-# 27. A new location whose pods export 0 until their first run is not silent.
-tests.append({"name": "a new location before its first run", "interval": "1m",
+# 27. A location that exports enabled 1 but never runs (its lock never taken, its claims refused): silent
+#     through its first 3 intervals, a ticket at 3 intervals + the for: (16 min after it appeared at 9), next to a
+#     location that runs every slot (which never is).
+tests.append({"name": "a location that never runs, next to one that runs", "interval": "1m",
  "input_series": runs_until("eu", 60, 60) + [
      {"series": 'instant_payment_probe_enabled{location="us",instance="pod-us"}', "values": "_x9 1x50"},
      {"series": 'instant_payment_probe_last_run_timestamp_seconds{location="us",instance="pod-us"}', "values": "_x9 0x50"}],
- "alert_rule_test": [at(t, "PaymentProbeLocationSilent", []) for t in (12, 20, 40, 59)]})
+ "alert_rule_test": [at(t, "PaymentProbeLocationSilent", []) for t in (9, 12, 20, 24)]
+   + [at(t, "PaymentProbeLocationSilent", [silent("us", "15m 0s")]) for t in (25, 40, 59)]})
+# 27b. A new pod before its first run (it exports 0 for up to a minute) after runs in the last 15 min: not silent.
+restarted = runs_until("eu", 60, 60) + runs_until("us", 20, 20) + [
+    {"series": 'instant_payment_probe_enabled{location="us",instance="pod-us2"}', "values": "_x21 1x39"},
+    {"series": 'instant_payment_probe_last_run_timestamp_seconds{location="us",instance="pod-us2"}',
+     "values": "_x21 0 0 " + " ".join(str(60 * t) for t in range(24, 61))}]
+tests.append({"name": "a restarted location before its first run", "interval": "1m", "input_series": restarted,
+ "alert_rule_test": [at(t, "PaymentProbeLocationSilent", []) for t in (22, 23, 24, 40, 59)]})
 tests.append({"name": "one location silent, then all", "interval": "1m",
  "input_series": runs_until("eu", 30, 100) + runs_until("us", 60, 100),
  "alert_rule_test": [at(46, "PaymentProbeLocationSilent", []), at(47, "PaymentProbeLocationSilent", [silent("eu", "17m 0s")]),

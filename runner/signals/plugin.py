@@ -277,7 +277,8 @@ class SignalsPlugin:
             return
         for nodeid in list(self._reports):  # a leg interrupted before its teardown report
             self._decide(nodeid)
-        self._account_for_missing_legs()
+        if not session.shouldstop:  # stopped on purpose (SIGTERM): a leg not begun did not fail
+            self._account_for_missing_legs()
         if self.traces is not None:
             self.traces.end_run(any(o.result == "fail" for o in self.outcomes))
         self._flush()

@@ -64,6 +64,10 @@ def _session(budget: float) -> Any:
                                        timeout=seconds, context=context, max_body=64 * 1024)
             except wire.WireError as exc:
                 raise requests.ConnectionError(f"OTLP export: {exc.kind}") from None
+            if 300 <= answer.status < 400:
+                # The exporter counts every status below 400 as delivered; a collector's or a proxy's
+                # redirect is not followed (SPEC 4), so the batch is lost: a failed export, counted.
+                raise requests.TooManyRedirects(f"OTLP export: redirect:{answer.status} (not followed)")
             response = requests.Response()
             response.status_code = answer.status
             response._content = answer.body
