@@ -37,6 +37,7 @@ class Change:
     action: str
     team_id: str
     plan_id: str
+    subscription: str = ""  # the provider's subscription id: a cancellation applies to the one it names
 
 
 def _equal(a: str, b: str) -> bool:
@@ -109,23 +110,28 @@ def _standard(secret: str, headers: Mapping[str, str], body: bytes, now: float) 
 
 
 def change_of(provider: str, event: Any) -> Change | None:
-    """The team, plan and action an event carries, or None for anything else."""
+    """The team, plan, subscription and action an event carries, or None for anything else."""
     try:
         if provider == "razorpay":
             sub = event["payload"]["subscription"]["entity"]
             action = {"subscription.charged": "upgrade", "subscription.cancelled": "cancel"}[event["event"]]
-            return Change(action, str(uuid.UUID(sub["notes"]["team_id"])), sub["plan_id"])
+            return Change(action, str(uuid.UUID(sub["notes"]["team_id"])), sub["plan_id"], str(sub.get("id", "")))
         if provider == "stripe":
             obj = event["data"]["object"]
             if event["type"] == "invoice.paid":
-                return Change("upgrade", str(uuid.UUID(obj["metadata"]["team_id"])),
-                              obj["lines"]["data"][0]["price"]["id"])
+                # Today's shape first (parent.subscription_details), then the pre-2025-03-31 fields.
+                details = (obj.get("parent") or {}).get("subscription_details") or {}
+                metadata = details.get("metadata") or (obj.get("subscription_details") or {}).get("metadata") \
+                    or obj["metadata"]
+                subscription = details.get("subscription") or obj.get("subscription") or ""
+                return Change("upgrade", str(uuid.UUID(metadata["team_id"])),
+                              obj["lines"]["data"][0]["price"]["id"], str(subscription))
             if event["type"] == "customer.subscription.deleted":
                 return Change("cancel", str(uuid.UUID(obj["metadata"]["team_id"])),
-                              obj["items"]["data"][0]["price"]["id"])
+                              obj["items"]["data"][0]["price"]["id"], str(obj.get("id", "")))
             return None
         data = event["data"]
         action = {"subscription.charged": "upgrade", "subscription.cancelled": "cancel"}[event["type"]]
-        return Change(action, str(uuid.UUID(data["team_id"])), data["plan_id"])
-    except (KeyError, TypeError, ValueError, IndexError):
+        return Change(action, str(uuid.UUID(data["team_id"])), data["plan_id"], str(data.get("subscription_id", "")))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return None

@@ -75,6 +75,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.seen_event_ids: set[str] = set()
         self.seen_lock = threading.Lock()
+        self.subscriptions: dict[str, str] = {}  # team id -> the subscription its latest upgrade named
         self.requests: deque[dict[str, Any]] = deque(maxlen=500)
         super().__init__(address, SandboxHandler)
 
@@ -368,6 +369,13 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if "cancel_ignored" in faults:
                 self._json(200, {"status": "applied"})
                 return
+            # As a real billing API does: a cancellation ends the subscription it names, so one that
+            # names a subscription the team is not on is acknowledged and changes nothing.
+            with self.server.seen_lock:
+                current = self.server.subscriptions.get(change.team_id)
+            if current is not None and current != change.subscription:
+                self._json(200, {"status": "ignored", "detail": "not the team's subscription"})
+                return
             try:
                 updated = self.server.set_tier(change.team_id, settings.cancelled_tier)
             except psycopg.Error:
@@ -376,6 +384,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._json(200, {"status": "applied" if updated else "ignored"})
             return
         team_id = change.team_id
+        with self.server.seen_lock:
+            self.server.subscriptions[team_id] = change.subscription
         if "upgrade_no_flip" in faults:
             self._json(200, {"status": "applied"})
             return

@@ -90,7 +90,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(seconds, method="signal"))
         if reruns and item.get_closest_marker("flaky") is None:
-            item.add_marker(pytest.mark.flaky(reruns=reruns, reruns_delay=getattr(config.option, "reruns_delay", 0),
+            item.add_marker(pytest.mark.flaky(reruns=reruns, reruns_delay=getattr(config.option, "reruns_delay", None) or 0,
                                               condition=not_critical))
 
 

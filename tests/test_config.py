@@ -158,6 +158,7 @@ def test_non_ascii_in_a_header_bound_value_is_refused(variable: str, value: str)
     assert value not in str(info.value)
 
 
+PATH_RULE = "whose path has only characters RFC 3986 allows (percent-encode the rest)"
 URL_SHAPES = [
     ("https://billing.example.com/?", f"{URL} without a query or fragment ('?', '#')"),
     ("https://billing.example.com/?x=1", f"{URL} without a query or fragment ('?', '#')"),
@@ -170,7 +171,17 @@ URL_SHAPES = [
     ("https://-billing.example.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://-billing.example.com'"),
     ("https://bill ing.example.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://bill ing.example.com'"),
     ("https://billing.exämple.com", f"{URL} whose host is a DNS name or an IP literal, got 'https://billing.exämple.com'"),
-    ("https://billing.example.com/€uro", f"{URL} whose path is printable ASCII (percent-encode the rest)"),
+    ("https://billing.example.com/€uro", f"{URL} {PATH_RULE}"),
+    # Issue 26 #15: each of these was let through, and the first paged every run instead of exit 2.
+    ("http://billing.example.com/pa th", f"{URL} {PATH_RULE}"),
+    ("http://billing.example.com/a<b>", f"{URL} {PATH_RULE}"),
+    ("http://billing.example.com/%zz", f"{URL} {PATH_RULE}"),
+    ("http://billing.example.com:0", f"{URL} with a port from 1 to 65535, got 'http://billing.example.com:0'"),
+    ("http://127.1", f"{URL} whose host is a DNS name or an IP literal, got 'http://127.1'"),
+    ("http://0x7f.1:8080", f"{URL} whose host is a DNS name or an IP literal, got 'http://0x7f.1:8080'"),
+    ("http://1.2.3", f"{URL} whose host is a DNS name or an IP literal, got 'http://1.2.3'"),
+    ("http://010.0.0.1", f"{URL} whose host is a DNS name or an IP literal, got 'http://010.0.0.1'"),
+    ("http://2130706433", f"{URL} whose host is a DNS name or an IP literal, got 'http://2130706433'"),
 ]
 
 
@@ -184,7 +195,9 @@ def test_a_url_shape_that_would_mislead_is_refused(variable: str, value: str, ac
 
 
 @pytest.mark.parametrize("value", ["https://billing.example.com", "https://billing.example.com.", "http://10.0.0.7:8080",
-                                   "https://[::1]:8443/base", "http://billing_api.internal/v2/"])
+                                   "https://[::1]:8443/base", "http://billing_api.internal/v2/",
+                                   "https://billing.example.com/v1/%E2%82%ACuro;x=1", "http://1.2.3.4:65535/a-b_c.d~e",
+                                   "https://billing.example.com/api/v1:beta@2"])
 def test_good_url_shapes_are_kept(value: str) -> None:
     assert load_config({"PAYMENT_PROBE_BASE_URL": value}).base_url == value.rstrip("/")
 
@@ -244,7 +257,7 @@ def test_bad_secret_files_are_named_never_shown(variable: str, tmp_path: Path) -
     binary.write_bytes(b"\xff\xfe\x00CANARY")
     cases = [
         ({name: str(tmp_path / "missing")}, f"{name}: expected the path of a readable UTF-8 file holding the secret"),
-        ({name: str(tmp_path)}, f"{name}: expected the path of a readable UTF-8 file holding the secret"),
+        ({name: str(tmp_path)}, f"{name}: expected {NOT_REGULAR}"),
         ({name: str(binary)}, f"{name}: expected the path of a readable UTF-8 file holding the secret"),
         ({name: str(empty)}, f"{name}: expected a file holding the secret, not an empty one"),
         ({name: str(readable), variable: "CANARY-two"}, f"{name}: expected either {variable} or {name}, not both"),
@@ -254,6 +267,61 @@ def test_bad_secret_files_are_named_never_shown(variable: str, tmp_path: Path) -
             load_config(env)
         assert str(info.value) == message
         assert "CANARY" not in str(info.value)
+
+
+NOT_REGULAR = "a regular file holding the secret (not a FIFO, device or directory)"
+TOO_LARGE = "a file of at most 64 KiB holding the secret"
+
+
+def test_secret_files_that_would_block_or_blow_up_are_exit_2_from_the_runner(tmp_path: Path) -> None:
+    """Issue 26 #5: a FIFO with no writer blocked start-up forever, /dev/zero was a MemoryError traceback
+    and exit 1, a 200 MB file reached 1.4 GB RSS. Each is now exit 2 naming the variable (a hang would hit
+    the subprocess timeout; the RSS of the refused 200 MB file stays that of a start-up)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge"
+    with open(huge, "wb") as handle:  # sparse: 200 MB that costs no disk
+        handle.truncate(200 * 1024 * 1024)
+    over = tmp_path / "over"
+    over.write_text("a" * (64 * 1024 + 1))
+    link = tmp_path / "link-to-fifo"
+    link.symlink_to(fifo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENT_PROBE_", "NEW_RELIC_", "RAZORPAY_"))}
+    env.update({"PAYMENT_PROBE_ENABLED": "1", "PAYMENT_PROBE_BASE_URL": "http://127.0.0.1:1"})
+    for path, accepted in ((fifo, NOT_REGULAR), (link, NOT_REGULAR), ("/dev/zero", NOT_REGULAR),
+                           (huge, TOO_LARGE), (over, TOO_LARGE)):
+        proc = subprocess.run([sys.executable, "-c", "import resource, runner.cli, sys; code = runner.cli.main("
+                               "['run', '--once']); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); "
+                               "sys.exit(code)"], env={**env, "PAYMENT_PROBE_API_TOKEN_FILE": str(path)},
+                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+        assert proc.returncode == 2, (path, proc.stderr)
+        assert proc.stderr.strip().splitlines() == [f"payment-probe: PAYMENT_PROBE_API_TOKEN_FILE: expected {accepted}"]
+        assert int(proc.stdout.strip()) < 200 * 1024, path  # KiB: nothing near the file's size was read
+    exact = tmp_path / "exact"
+    exact.write_text("a" * (64 * 1024))
+    assert load_config({"PAYMENT_PROBE_API_TOKEN_FILE": str(exact)}).api_token.reveal() == "a" * (64 * 1024)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", ["collector:4318/v1/traces?api_key=CANARYotel", "ftp://collector:4318",
+                                   "http://", "http://collector:0", "http://col lector:4318", "http://collector:99999"])
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
+def test_an_otlp_endpoint_is_checked_at_start_and_never_shown(variable: str, value: str) -> None:
+    """Issue 26 #7: a scheme-less endpoint with a key in its query reached the SDK, whose own logger
+    printed it on a raw stderr line. Now: exit 2 naming the variable, the value never shown."""
+    with pytest.raises(ConfigError) as info:
+        load_config({variable: value})
+    assert str(info.value) == f"{variable}: expected an absolute http:// or https:// URL of the OTLP collector"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYMENT_PROBE_", "NEW_RELIC_", "RAZORPAY_", "OTEL_"))}
+    env.update({"PAYMENT_PROBE_ENABLED": "1", "PAYMENT_PROBE_BASE_URL": "http://127.0.0.1:1", variable: value})
+    proc = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--once"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"payment-probe: {info.value}"]
+
+
+def test_an_otlp_endpoints_query_values_are_secrets() -> None:
+    config = load_config({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://collector:4318/v1/traces?api_key=CANARYq1&x=%41b"})
+    assert "CANARYq1" in config.secrets() and "Ab" in config.secrets()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")

@@ -23,12 +23,17 @@ class Provider(Protocol):
     signs_time: bool  # a signed timestamp: stale deliveries can be tested (webhook_security (c))
     secret_variable: str  # named in config_missing:<VARIABLE> when no secret is set
 
-    def upgrade_event(self, team_id: str, plan_id: str, now: float) -> Event:
-        """The event that upgrades ``team_id`` to ``plan_id``'s tier."""
+    def new_subscription_id(self) -> str:
+        """A fresh subscription id in the provider's format (``sub_…``)."""
         ...
 
-    def cancel_event(self, team_id: str, plan_id: str, now: float) -> Event:
-        """The event that cancels ``team_id``'s subscription to ``plan_id``."""
+    def upgrade_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
+        """The event that upgrades ``team_id`` to ``plan_id``'s tier, for ``subscription_id`` (fresh if None)."""
+        ...
+
+    def cancel_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
+        """The event that cancels ``team_id``'s subscription ``subscription_id`` to ``plan_id``: the one the
+        upgrade named, so an API that keys on the subscription applies it (SPEC 14)."""
         ...
 
     def probe_event(self, now: float) -> Event:

@@ -21,8 +21,8 @@ def _event(body: dict[str, object]) -> Event:
     return Event(json.dumps(body, separators=(",", ":")).encode(), event_id)
 
 
-def _subscription(team_id: str, plan_id: str, status: str) -> dict[str, object]:
-    return {"entity": {"id": f"sub_{secrets.token_hex(7)}", "entity": "subscription", "plan_id": plan_id,
+def _subscription(team_id: str, plan_id: str, status: str, subscription_id: str) -> dict[str, object]:
+    return {"entity": {"id": subscription_id, "entity": "subscription", "plan_id": plan_id,
                        "status": status, "notes": _notes(team_id)}}
 
 
@@ -32,22 +32,27 @@ class Razorpay:
     signs_time = False
     secret_variable = "RAZORPAY_TEST_WEBHOOK_SECRET"
 
-    def upgrade_event(self, team_id: str, plan_id: str, now: float) -> Event:
+    def new_subscription_id(self) -> str:
+        return f"sub_{secrets.token_hex(7)}"
+
+    def upgrade_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
         return _event({
             "entity": "event", "account_id": "acc_paymentprobe", "event": "subscription.charged",
             "contains": ["subscription", "payment"], "created_at": int(now),
             "payload": {
-                "subscription": _subscription(team_id, plan_id, "active"),
+                "subscription": _subscription(team_id, plan_id, "active",
+                                              subscription_id or self.new_subscription_id()),
                 "payment": {"entity": {"id": f"pay_{secrets.token_hex(7)}", "entity": "payment", "amount": 100,
                                        "currency": "INR", "status": "captured", "notes": _notes(team_id)}},
             },
         })
 
-    def cancel_event(self, team_id: str, plan_id: str, now: float) -> Event:
+    def cancel_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
         return _event({
             "entity": "event", "account_id": "acc_paymentprobe", "event": "subscription.cancelled",
             "contains": ["subscription"], "created_at": int(now),
-            "payload": {"subscription": _subscription(team_id, plan_id, "cancelled")},
+            "payload": {"subscription": _subscription(team_id, plan_id, "cancelled",
+                                                     subscription_id or self.new_subscription_id())},
         })
 
     def probe_event(self, now: float) -> Event:

@@ -35,14 +35,17 @@ class Standard:
     signs_time = True
     secret_variable = "PAYMENT_PROBE_WEBHOOK_SECRET"
 
-    def upgrade_event(self, team_id: str, plan_id: str, now: float) -> Event:
+    def new_subscription_id(self) -> str:
+        return f"sub_{secrets.token_hex(12)}"
+
+    def upgrade_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
         return _event("subscription.charged", {"team_id": team_id, "plan_id": plan_id,
-                                               "subscription_id": f"sub_{secrets.token_hex(12)}",
+                                               "subscription_id": subscription_id or self.new_subscription_id(),
                                                "synthetic": True}, now)
 
-    def cancel_event(self, team_id: str, plan_id: str, now: float) -> Event:
+    def cancel_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
         return _event("subscription.cancelled", {"team_id": team_id, "plan_id": plan_id,
-                                                 "subscription_id": f"sub_{secrets.token_hex(12)}",
+                                                 "subscription_id": subscription_id or self.new_subscription_id(),
                                                  "synthetic": True}, now)
 
     def probe_event(self, now: float) -> Event:

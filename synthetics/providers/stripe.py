@@ -29,17 +29,26 @@ class Stripe:
     signs_time = True
     secret_variable = "PAYMENT_PROBE_WEBHOOK_SECRET"
 
-    def upgrade_event(self, team_id: str, plan_id: str, now: float) -> Event:
+    def new_subscription_id(self) -> str:
+        return f"sub_{secrets.token_hex(12)}"
+
+    def upgrade_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
+        # Today's shape names the subscription under parent.subscription_details; versions before
+        # 2025-03-31 had it as the invoice's subscription / subscription_details: both are carried.
+        subscription = subscription_id or self.new_subscription_id()
         return _event("invoice.paid", {
             "id": f"in_{secrets.token_hex(12)}", "object": "invoice", "status": "paid",
-            "subscription": f"sub_{secrets.token_hex(12)}", "metadata": _metadata(team_id),
+            "parent": {"type": "subscription_details", "subscription_details": {
+                "subscription": subscription, "metadata": _metadata(team_id)}},
+            "subscription": subscription, "subscription_details": {"metadata": _metadata(team_id)},
+            "metadata": _metadata(team_id),
             "lines": {"object": "list", "data": [
                 {"object": "line_item", "price": {"id": plan_id, "object": "price"}}]},
         }, now)
 
-    def cancel_event(self, team_id: str, plan_id: str, now: float) -> Event:
+    def cancel_event(self, team_id: str, plan_id: str, now: float, subscription_id: str | None = None) -> Event:
         return _event("customer.subscription.deleted", {
-            "id": f"sub_{secrets.token_hex(12)}", "object": "subscription", "status": "canceled",
+            "id": subscription_id or self.new_subscription_id(), "object": "subscription", "status": "canceled",
             "metadata": _metadata(team_id),
             "items": {"object": "list", "data": [{"object": "subscription_item",
                                                   "price": {"id": plan_id, "object": "price"}}]},
