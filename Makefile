@@ -33,7 +33,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check synthetics runner sandbox tests bench conftest.py
 	$(BIN)/mypy synthetics runner sandbox
 
+# The footprint and fidelity figures compare against blackbox_exporter: installed from Debian when
+# missing, so they are never silently skipped.
 bench: $(STAMP)
+	@command -v prometheus-blackbox-exporter >/dev/null 2>&1 || { \
+	  echo "make bench: installing prometheus-blackbox-exporter (Debian) for the baseline figures"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus-blackbox-exporter >/dev/null) || { echo "make bench: cannot install prometheus-blackbox-exporter" >&2; exit 2; }; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

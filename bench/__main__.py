@@ -84,11 +84,12 @@ def bare_run(base: str, database_url: str, session: requests.Session) -> None:
             team = str(uuid.uuid4())
             conn.execute("INSERT INTO teams (id, name, plan_tier, is_test_cohort) VALUES (%s, %s, 'hobby', true)",
                          (team, f"payment-probe-cohort-bench-{team[:8]}"))
-            charged = RAZORPAY.upgrade_event(team, PLAN, now)
+            subscription = RAZORPAY.new_subscription_id()  # the upgrade and its cancellation name one
+            charged = RAZORPAY.upgrade_event(team, PLAN, now, subscription)
             read.append(_post(session, base, charged, SECRET))
             _tier_is(conn, team, "pro")
             if replay:  # webhook_replay: cancel, retry the charge, hold
-                read.append(_post(session, base, RAZORPAY.cancel_event(team, PLAN, now), SECRET))
+                read.append(_post(session, base, RAZORPAY.cancel_event(team, PLAN, now, subscription), SECRET))
                 _tier_is(conn, team, "hobby")
                 read.append(_post(session, base, charged, SECRET))
                 time.sleep(SETTLE)
@@ -217,6 +218,14 @@ def bench_traces(sandbox: SandboxServer, database_url: str, workdir: Path, reps:
 
 # ---- 2. latency fidelity -------------------------------------------------------------------------
 
+def _blackbox() -> str:
+    """The baseline exporter; never silently skipped (``make bench`` installs it from Debian)."""
+    found = shutil.which("prometheus-blackbox-exporter")
+    if not found:
+        raise SystemExit("bench: prometheus-blackbox-exporter is not installed (make bench installs it from Debian)")
+    return found
+
+
 def _blackbox_module(workdir: Path, ca: Path | None) -> Path:
     cfg = workdir / ("blackbox-tls.yml" if ca else "blackbox.yml")
     tls = f"      tls_config:\n        ca_file: {ca}\n" if ca else ""
@@ -248,7 +257,7 @@ def _fidelity(server: SandboxServer, database_url: str, workdir: Path, reps: int
     result: dict[str, Any] = {"reps": reps, "injected_ms": injected * 1000, "prober_total_ms": med["total"],
                               "prober_error_pct": (med["total"] - injected * 1000) / (injected * 1000) * 100,
                               "phases": {p: {"prober_ms": med[p]} for p in PHASES}}
-    blackbox = shutil.which("prometheus-blackbox-exporter")
+    blackbox = _blackbox()
     if blackbox:
         port = free_port()
         proc = subprocess.Popen([blackbox, f"--config.file={_blackbox_module(workdir, ca)}",
@@ -426,7 +435,7 @@ def bench_footprint(sandbox: SandboxServer, database_url: str, workdir: Path) ->
         proc.terminate()
         proc.wait(30)
     result: dict[str, Any] = {"runner_idle_rss_mb": rss}
-    blackbox = shutil.which("prometheus-blackbox-exporter")
+    blackbox = _blackbox()
     if blackbox:
         bport = free_port()
         cfg = _blackbox_module(workdir, sandbox.settings.tls.ca_path if sandbox.settings.tls else None)
@@ -481,9 +490,17 @@ print((time.process_time() - c0) / n)
 
 
 def _scrape(port: int) -> dict[str, float]:
+    """Each sample name's value, summed over its labels: since round three every series carries
+    ``location``, so a reader that skipped labelled lines found no run and waited for ever. Parsed by
+    prometheus-client's own exposition parser, not by splitting lines."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {line.split(" ")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line and not line.startswith("#") and "{" not in line}
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    return values
 
 
 def bench_production(sandbox: SandboxServer, database_url: str, workdir: Path, runs: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``payment-probe``: run, run --once, sandbox, migrate, sweep, demo.
+"""``payment-probe``: run, run --once, gate, sandbox, migrate, sweep, maintenance, demo.
 
 Configuration is read and validated here, once, at the edge; a bad value exits 2 with one
 line naming the variable and the accepted form (never a secret's value).
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from synthetics import __version__
 from synthetics.config import ConfigError, ProbeConfig, load_config
+from synthetics.providers import PROVIDERS
 from synthetics.secret import reveal
 
 log = logging.getLogger("payment_probe.cli")
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true",
                      help="with --once: print the outcomes as a JSON array on stdout (and nothing else)")
 
+    sub.add_parser("gate", add_help=False,
+                   help="run the legs once as a CI gate: exit 1 on a failed (or, by default, degraded) leg; "
+                   "'payment-probe gate --help' for its options")
+
     sb = sub.add_parser("sandbox", help="serve the reference billing API with switchable faults",
                         description="Serve SPEC's billing API contract over HTTP, backed by Postgres "
                         "(embedded when no --database-url / PAYMENT_PROBE_DATABASE_URL).")
@@ -57,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--database-url", default=None)
     sb.add_argument("--fault", action="append", default=[], metavar="NAME",
                     help="start with this fault on (repeatable); change later with POST /_sandbox/faults")
-    sb.add_argument("--provider", choices=["razorpay", "stripe", "standard"], default=None,
+    sb.add_argument("--provider", choices=list(PROVIDERS), default=None,
                     help="the webhook scheme it verifies (default PAYMENT_PROBE_PROVIDER, else razorpay); "
                     "the webhook path follows: /razorpay/webhook, /stripe/webhook, /webhooks")
     sb.add_argument("--webhook-secret", default=None,
@@ -96,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded Postgres + sandbox + the runner, printing each run",
                           description="The README's main job: everything on loopback, until Ctrl-C.")
     demo.add_argument("--fault", action="append", default=[], metavar="NAME")
-    demo.add_argument("--provider", choices=["razorpay", "stripe", "standard"], default=None,
+    demo.add_argument("--provider", choices=list(PROVIDERS), default=None,
                       help="the webhook scheme the sandbox verifies and the legs speak (default "
                       "PAYMENT_PROBE_PROVIDER, else razorpay)")
     demo.add_argument("--interval", type=float, default=15.0, help="seconds between runs (default 15)")
@@ -107,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="platformdirs")
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["gate"]:  # its options are pytest's too: handed on as they are
+        from runner.gate import run_gate
+
+        return run_gate(arguments[1:])
+    args = build_parser().parse_args(arguments)
     from runner.logging_setup import configure_logging, redact_logs
 
     configure_logging()
@@ -116,6 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _die(str(exc))
     redact_logs(config.secrets())
+    from runner.extras import MissingExtra
+
+    try:
+        return _dispatch(args, config)
+    except MissingExtra as exc:
+        return _die(str(exc))
+
+
+def _dispatch(args: argparse.Namespace, config: ProbeConfig) -> int:
     if args.command == "run":
         if args.json and not args.once:
             return _die("--json needs --once")
@@ -129,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "maintenance":
         return cmd_maintenance(args, config)
     if args.command == "demo":
+        from runner.extras import require
+
+        require("sandbox", "payment-probe demo")
         from runner.demo import run_demo
 
         if args.provider:
-            from synthetics.providers import PROVIDERS
-
             config = dataclasses.replace(config, provider=args.provider,
                                          webhook_path=PROVIDERS[args.provider].default_path)
         return run_demo(config, args.fault, args.interval, args.metrics_port)
@@ -208,6 +228,10 @@ def cmd_sweep(config: ProbeConfig) -> int:
 def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
     import signal
     import threading
+
+    from runner.extras import require
+
+    require("sandbox", "payment-probe sandbox")
 
     from sandbox.faults import UnknownFault
     from sandbox.server import SandboxSettings, start

@@ -10,8 +10,10 @@ The condition refuses a retry when
 - the attempt ended ``critical`` (a gate that let a forgery through once is a breach, not a blip:
   it is the outcome at once, and it pages);
 - the process was asked to stop (SIGTERM: no attempt starts after the signal);
-- the retry, and then every leg still to run at its worst (the leg timeout), and the sinks' flush
-  would not end before the slot does (the next slot runs on time).
+- the retry, and then every leg still to run at its worst, and the sinks' flush would not end
+  before the slot does (the next slot runs on time). A leg's worst is its exchanges at the HTTP
+  timeout each (the one-deadline client bounds every exchange), never more than the leg timeout:
+  the reachability legs' retries fit at the defaults, an upgrade leg counts its whole leg timeout.
 
 The delay between attempts is waited here, on the stop event, instead of rerunfailures' own
 ``time.sleep``: a SIGTERM during the delay ends it at once instead of waiting it out.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import pytest
@@ -36,19 +38,19 @@ DECIDED_KEY = pytest.StashKey[tuple[int, bool]]()  # (attempt, retry?) decided o
 
 
 class Confirmation:
-    def __init__(self, retries: int, delay_seconds: float, attempt_seconds: float, deadline: float,
+    def __init__(self, retries: int, delay_seconds: float, worst_seconds: Callable[[str], float], deadline: float,
                  stop: threading.Event | None = None, tail_seconds: float = 0.0) -> None:
         self.retries = retries
         self.delay_seconds = delay_seconds
-        self.attempt_seconds = attempt_seconds  # a retry's worst case, and each later leg's: the leg timeout
+        self.worst_seconds = worst_seconds  # a leg's worst attempt (synthetics.registry.worst_case_seconds)
         self.deadline = deadline  # wall time the slot ends
         self.stop = stop or threading.Event()
         self.tail_seconds = tail_seconds  # after the last leg: the sinks' flush budgets
 
-    def room_for_another(self, legs_after: int = 0) -> bool:
-        """A retry is made only if it, the legs after it and the flush end, at worst, before the slot does."""
-        worst = self.delay_seconds + self.attempt_seconds * (1 + legs_after) + self.tail_seconds
-        return time.time() + worst <= self.deadline
+    def room_for_another(self, leg: str, legs_after: Sequence[str] = ()) -> bool:
+        """A retry is made only if it, every leg after it and the flush end, at worst, before the slot does."""
+        worst = self.delay_seconds + self.worst_seconds(leg) + sum(self.worst_seconds(later) for later in legs_after)
+        return time.time() + worst + self.tail_seconds <= self.deadline
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -58,10 +60,11 @@ class Confirmation:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """After deselection (``-k``, ``-m``): each leg knows how many legs still follow it."""
-        legs = [item for item in session.items
-                if leg_for_test(getattr(item, "originalname", item.name)) is not None]
-        for index, item in enumerate(legs):
-            condition = functools.partial(self._retry, item, len(legs) - index - 1)
+        legs = [(item, leg.name) for item in session.items
+                if (leg := leg_for_test(getattr(item, "originalname", item.name))) is not None]
+        names = [name for _item, name in legs]
+        for index, (item, name) in enumerate(legs):
+            condition = functools.partial(self._retry, item, name, tuple(names[index + 1:]))
             item.add_marker(pytest.mark.flaky(reruns=self.retries, reruns_delay=0, condition=condition))
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)  # inner: rerunfailures' condition reads what it notes
@@ -76,22 +79,22 @@ class Confirmation:
             if call.excinfo is not None and is_critical(call.excinfo.value):
                 item.stash[CRITICAL_KEY] = True
 
-    def _retry(self, item: pytest.Item, legs_after: int, _error: BaseException | None) -> bool:
+    def _retry(self, item: pytest.Item, leg: str, legs_after: tuple[str, ...], _error: BaseException | None) -> bool:
         """rerunfailures' condition, asked per failed phase: decided once per attempt."""
         attempt = int(getattr(item, "execution_count", 1))
         decided = item.stash.get(DECIDED_KEY, None)
         if decided is not None and decided[0] == attempt:
             return decided[1]
-        retry = self._decide(item, legs_after)
+        retry = self._decide(item, leg, legs_after)
         item.stash[DECIDED_KEY] = (attempt, retry)
         return retry
 
-    def _decide(self, item: pytest.Item, legs_after: int) -> bool:
+    def _decide(self, item: pytest.Item, leg: str, legs_after: tuple[str, ...]) -> bool:
         if not item.stash.get(FAILED_KEY, False):
             return False  # asked for a passing attempt too: nothing to confirm
         if item.stash.get(CRITICAL_KEY, False) or self.stop.is_set():
             return False
-        if not self.room_for_another(legs_after):
+        if not self.room_for_another(leg, legs_after):
             return False
         # No leg timer may fire during the wait: the attempt is over (its own timer ends with it).
         item.ihook.pytest_timeout_cancel_timer(item=item)

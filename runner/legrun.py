@@ -24,6 +24,7 @@ from runner.signals.plugin import SignalsPlugin
 from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.plugin import ProvidedConfig
+from synthetics.registry import LEGS, worst_case_seconds
 
 LEGS_DIR = str(Path(synthetics.__file__).parent)
 MARK_EXPRESSION = "prod_safe or upgrade"
@@ -112,8 +113,9 @@ class LegRunner:
         stop = stop or threading.Event()
         plugins: list[object] = [ProvidedConfig(self.config), self.plugin, StopAfterSignal(stop)]
         if deadline is not None and self.config.confirm_retries > 0:
-            plugins.append(Confirmation(self.config.confirm_retries, self.config.confirm_delay_seconds,
-                                        self.config.leg_timeout_seconds, deadline, stop,
+            config = self.config
+            plugins.append(Confirmation(config.confirm_retries, config.confirm_delay_seconds,
+                                        lambda leg: worst_case_seconds(LEGS[leg], config), deadline, stop,
                                         tail_seconds=FLUSH_SECONDS))
         with stdout_redirected(self.quiet), db.one_detection():
             code = pytest.main(self.args(run_id), plugins=plugins)

@@ -6,6 +6,7 @@ Loaded by the repository's ``conftest.py`` (laptop and CI gate) and by the runne
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,11 @@ HELP_RUN_ID = "run id carried by every outcome and cohort team (default: a fresh
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("payment-probe", "payment-probe legs")
-    group.addoption("--base-url", dest="probe_base_url", default=None, help=HELP_BASE_URL)
+    # pytest-base-url, when installed, owns --base-url (it registers it too, and a second one is an
+    # error whichever plugin loads first): its value is read then (base_url_option).
+    if not _pytest_base_url_loads():
+        with contextlib.suppress(ValueError):  # it was registered first after all
+            group.addoption("--base-url", dest="probe_base_url", default=None, help=HELP_BASE_URL)
     group.addoption("--api-token", dest="probe_api_token", default=None, help=HELP_API_TOKEN)
     group.addoption("--database-url", dest="probe_database_url", default=None, help=HELP_DATABASE_URL)
     group.addoption("--run-id", dest="probe_run_id", default=None, help=HELP_RUN_ID)
@@ -57,12 +62,29 @@ def pytest_configure(config: pytest.Config) -> None:
 def _config_from_options(config: pytest.Config) -> ProbeConfig:
     try:
         return load_config(
-            base_url=config.option.probe_base_url,
+            base_url=base_url_option(config),
             api_token=config.option.probe_api_token,
             database_url=config.option.probe_database_url,
         )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _pytest_base_url_loads() -> bool:
+    import importlib.util
+    import os
+
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    try:
+        return importlib.util.find_spec("pytest_base_url") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def base_url_option(config: pytest.Config) -> str | None:
+    """``--base-url``: ours, or pytest-base-url's when that plugin owns the option (dest ``base_url``)."""
+    return getattr(config.option, "probe_base_url", None) or getattr(config.option, "base_url", None) or None
 
 
 class ProvidedConfig:
@@ -90,8 +112,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(seconds, method="signal"))
         if reruns and item.get_closest_marker("flaky") is None:
-            item.add_marker(pytest.mark.flaky(reruns=reruns, reruns_delay=getattr(config.option, "reruns_delay", None) or 0,
-                                              condition=not_critical))
+            delay = getattr(config.option, "reruns_delay", None) or 0
+            item.add_marker(pytest.mark.flaky(reruns=reruns, reruns_delay=delay, condition=not_critical))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -17,17 +17,20 @@ class Leg:
     marker: str  # "prod_safe" or "upgrade"
     slow_seconds: float  # default latency budget; over it but correct is ``degraded``
     budget_override: str = "http"  # which variable overrides the budget: http, upgrade or none
+    # At most this many exchanges, each bounded by the HTTP timeout: the leg's worst case short of
+    # its leg timeout (None: bounded by the leg timeout alone, as the money-path legs' waits are).
+    exchanges: int | None = None
 
 
 LEGS: dict[str, Leg] = {
     leg.name: leg
     for leg in (
-        Leg("checkout_reachable", "prod_safe", 5.0),
-        Leg("billing_state", "prod_safe", 2.0),
-        Leg("invoices_reachable", "prod_safe", 2.0),
-        Leg("webhook_security", "prod_safe", 2.0),
+        Leg("checkout_reachable", "prod_safe", 5.0, exchanges=1),
+        Leg("billing_state", "prod_safe", 2.0, exchanges=1),
+        Leg("invoices_reachable", "prod_safe", 2.0, exchanges=1),
+        Leg("webhook_security", "prod_safe", 2.0, exchanges=3),  # unsigned, forged, stale
         Leg("upgrade_webhook_e2e", "upgrade", 8.0, "upgrade"),
-        Leg("tls_certificate", "prod_safe", 2.0, "none"),
+        Leg("tls_certificate", "prod_safe", 2.0, "none", exchanges=1),  # one handshake
         Leg("webhook_replay", "upgrade", 10.0, "none"),
     )
 }
@@ -50,3 +53,15 @@ def slow_threshold(leg: Leg, config: ProbeConfig) -> float:
     if leg.budget_override == "http":
         return config.slow_seconds or leg.slow_seconds
     return leg.slow_seconds
+
+
+LEG_OVERHEAD_SECONDS = 1.0  # fixtures and judging around a leg's exchanges, generously
+
+
+def worst_case_seconds(leg: Leg, config: ProbeConfig) -> float:
+    """How long one attempt of ``leg`` can take at most: its exchanges at the HTTP timeout each, never
+    more than the leg timeout. What a confirmation retry must leave room for (SPEC 15)."""
+    bound = config.leg_timeout_seconds
+    if leg.exchanges is not None:
+        bound = min(bound, leg.exchanges * config.http_timeout_seconds + LEG_OVERHEAD_SECONDS)
+    return bound

@@ -113,6 +113,12 @@ FRAMING = [
     ("not-modified", b"HTTP/1.1 304 Not Modified\r\n\r\n", b"", "fail", "http_status:304"),
     ("brotli", OK + b"Content-Encoding: br\r\n\r\n", b"\x0b\x00\x80{}\x03", "fail", "protocol_error"),
     ("well-formed-chunks", OK + b"Transfer-Encoding: chunked\r\n\r\n", b"1\r\n{\r\n1\r\n}\r\n0\r\n\r\n", "pass", "ok"),
+    # Issue 26 #16: each of these was accepted (or burnt a core to the deadline) before.
+    ("120-KiB-head-in-one-write", OK + b"X-Pad: " + b"a" * (120 * 1024) + b"\r\nContent-Length: 2\r\n\r\n", b"{}",
+     "fail", "protocol_error"),
+    ("length-and-chunked", OK + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", b"2\r\n{}\r\n0\r\n\r\n",
+     "fail", "protocol_error"),
+    ("100-continue-storm", b"HTTP/1.1 100 Continue\r\n\r\n" * 200_000, b"", "fail", "protocol_error"),
 ]
 
 
@@ -176,3 +182,20 @@ def test_a_host_the_resolver_refuses_is_a_connection_error_not_a_probe_bug(tmp_p
         with pytest.raises(wire.WireError) as caught:
             wire.exchange("GET", f"http://{host}/api/v1/billing", headers={}, timeout=HTTP_TIMEOUT)
         assert caught.value.kind == "connection_error"
+
+
+def test_an_answer_in_1_byte_chunks_costs_a_bounded_cpu_second() -> None:
+    """Issue 26 #16: a 1 MiB body in 1-byte chunks cost 5.3 s of CPU (and was then read as complete).
+    Judged at the wire with a long deadline, so a loaded machine cannot turn it into a timeout."""
+    body = b"1\r\n{\r\n" + b"1\r\n \r\n" * (1024 * 1024 - 2) + b"1\r\n}\r\n0\r\n\r\n"
+    server = Hostile(OK + b"Transfer-Encoding: chunked\r\n\r\n", body)
+    try:
+        started = time.thread_time()
+        with pytest.raises(wire.WireError) as info:
+            wire.exchange("GET", server.url + "/api/v1/billing", headers={}, timeout=60)
+        spent = time.thread_time() - started
+    finally:
+        server.stop()
+    print(f"1-byte chunks: {spent:.2f}s of CPU before protocol_error")
+    assert info.value.kind == "protocol_error"
+    assert "CPU" in info.value.detail

@@ -8,6 +8,8 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -284,19 +286,28 @@ def test_the_runtime_never_imports_what_only_the_tests_install() -> None:
                         assert path == REPO / "runner" / "signals" / "traces.py", f"{path} imports requests"
 
 
+def _kustomize(path: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize`` of a directory: the objects exactly as ``kubectl apply -k`` would send them."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed (.ci/run installs it)"
+    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
 def _manifests() -> list[dict[str, Any]]:
-    docs = []
-    for path in sorted((DOCKER / "k8s").glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
+    """The rendered base, and the Secret templates that live outside it."""
+    return _kustomize(DOCKER / "k8s") + [d for d in yaml.safe_load_all((DOCKER / "secret.example.yaml").read_text())
+                                         if d]
 
 
 def test_manifests_have_what_kubernetes_requires() -> None:
     docs = _manifests()
     kinds = {d["kind"] for d in docs}
-    assert {"Deployment", "ConfigMap", "Secret", "Namespace", "PodMonitor"} <= kinds
+    assert {"Deployment", "ConfigMap", "Secret", "Namespace", "PodMonitor", "Job"} <= kinds
     for doc in docs:
         assert doc["apiVersion"] and doc["metadata"]["name"]
+        assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "payment-probe"
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     spec = deployment["spec"]
     assert spec["replicas"] == 2
@@ -307,9 +318,38 @@ def test_manifests_have_what_kubernetes_requires() -> None:
         assert container[probe]["httpGet"]["path"] == "/healthz"
     assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
     assert spec["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
     grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
     assert grace > float(config["PAYMENT_PROBE_LEG_TIMEOUT_SECONDS"])
+    job = next(d for d in docs if d["kind"] == "Job")
+    (migrate,) = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["args"] == ["migrate"] and migrate["image"] == container["image"]
+    assert {"secretRef": {"name": "payment-probe-owner"}} in migrate["envFrom"]  # the table owner's URL
+
+
+def test_the_base_holds_no_secret_and_renders_for_every_kubernetes_version_known() -> None:
+    """Applying docker/k8s never overwrites a real Secret; the namespace comes first; the rendered base
+    and the example overlay pass kubernetes-validate --strict for the oldest and newest version it knows."""
+    base = _kustomize(DOCKER / "k8s")
+    assert [d for d in base if d["kind"] == "Secret"] == []
+    assert base[0]["kind"] == "Namespace"
+    config = next(d for d in base if d["kind"] == "ConfigMap")["data"]
+    assert "PAYMENT_PROBE_WEBHOOK_PATH" not in config  # the provider implies it
+    overlay = _kustomize(DOCKER / "k8s-overlays" / "eu-west-1")
+    assert next(d for d in overlay if d["kind"] == "ConfigMap")["data"]["PAYMENT_PROBE_LOCATION"] == "eu-west-1"
+    from kubernetes_validate.utils import all_versions
+
+    versions = sorted({v.split("-")[0] for v in all_versions()}, key=lambda v: tuple(int(x) for x in v.split(".")))
+    for docs in (base, overlay):
+        rendered = Path(tempfile.mkdtemp()) / "rendered.yaml"
+        rendered.write_text(yaml.safe_dump_all(docs))
+        for version in (versions[0], versions[-1]):
+            proc = subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", version,
+                                   str(rendered)], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            passed = proc.stdout.count("passed for resource")
+            assert passed == len(docs) - 1, proc.stdout  # all but the PodMonitor (a CRD it has no schema for)
 
 
 def test_every_variable_is_referenced_and_secrets_stay_in_the_secret() -> None:
@@ -321,7 +361,9 @@ def test_every_variable_is_referenced_and_secrets_stay_in_the_secret() -> None:
     inline = {e["name"] for e in container.get("env", [])}
     referenced = config | secret | inline
     assert referenced <= set(VARIABLES), referenced - set(VARIABLES)
-    assert set(VARIABLES) <= referenced, set(VARIABLES) - referenced
+    implied = {"PAYMENT_PROBE_WEBHOOK_PATH"}  # the provider's default; a comment in the ConfigMap says so
+    assert set(VARIABLES) - implied <= referenced, set(VARIABLES) - implied - referenced
+    assert "PAYMENT_PROBE_WEBHOOK_PATH" in (DOCKER / "k8s" / "configmap.yaml").read_text()
     assert secret >= SECRET_VARIABLES
     assert not (SECRET_VARIABLES & config)
     refs = {ref for source in container["envFrom"] for ref in source}
@@ -337,12 +379,20 @@ def test_readme_documents_every_variable_and_command() -> None:
         assert command in readme, command
 
 
-def test_ci_gate_example_runs_the_prod_safe_legs_with_junit() -> None:
-    workflow = yaml.safe_load((DOCKER / "ci" / "payment-probe-gate.yml").read_text())
+def test_ci_gate_examples_install_the_package_and_run_the_gate() -> None:
+    workflow = yaml.safe_load((DOCKER / "ci" / "github-actions.yml").read_text())
     steps = workflow["jobs"]["probe-staging"]["steps"]
-    run = next(s["run"] for s in steps if "run" in s and "pytest" in s["run"])
-    assert "-m prod_safe" in run and "--base-url" in run and "--junitxml=" in run
+    assert not any("actions/checkout" in s.get("uses", "") for s in steps)  # not the application's checkout
+    install = next(s["run"] for s in steps if "run" in s and "pip install" in s["run"])
+    assert "-e ." not in install and "payment-probe" in install
+    run = next(s["run"] for s in steps if "run" in s and "payment-probe gate" in s["run"])
+    assert "--base-url" in run and "--junitxml=" in run and "--fail-on fail" not in run
     assert "--probe-pushgateway" in run
+    gitlab = yaml.safe_load((DOCKER / "ci" / "gitlab-ci.yml").read_text())["payment-probe-gate"]
+    assert any("pip install" in line and "-e ." not in line for line in gitlab["before_script"])
+    script = " ".join(gitlab["script"])
+    assert "payment-probe gate" in script and "--base-url" in script and "--fail-on fail" not in script
+    assert gitlab["artifacts"]["reports"]["junit"] == "probe-junit.xml"
 
 
 def test_compose_wires_every_service_to_files_that_exist() -> None:

@@ -46,7 +46,8 @@ log = logging.getLogger("payment_probe.signals")
 HELP_JSON = "write this session's outcomes as a JSON array to PATH"
 HELP_PUSHGATEWAY = "push this session's metrics to a Prometheus Pushgateway at URL"
 HELP_LOG = "append the outcomes' JSON log lines to PATH (default: through pytest's logging)"
-HELP_FAIL_ON = "what fails the session: fail (default) or degraded (a degraded leg fails it too)"
+HELP_FAIL_ON = ("what fails the session: fail (default) or degraded (a leg degraded by the API's answer fails it "
+                "too; one skipped for configuration it was not given never does)")
 
 REDACTOR_KEY = pytest.StashKey[Redactor]()
 
@@ -170,6 +171,17 @@ class _Retried:
         return self.outcome == "skipped"
 
 
+def not_configured(outcome: Outcome) -> bool:
+    """A leg skipped for configuration this session was not given (no provider key, no database)."""
+    return outcome.result == "degraded" and outcome.reason.startswith("config_missing:")
+
+
+def degraded_by_the_api(outcome: Outcome) -> bool:
+    """Degraded because of what the API answered (slow, 401/403/429, ``not_https``): a gate's failure;
+    a leg it was given no configuration for is not (SPEC 19)."""
+    return outcome.result == "degraded" and not not_configured(outcome)
+
+
 def _leg_of(nodeid: str) -> Leg | None:
     """``path::test_billing_state[param]`` → the ``billing_state`` leg; None for other tests."""
     return leg_for_test(nodeid.rsplit("::", 1)[-1].split("[", 1)[0])
@@ -283,7 +295,7 @@ class SignalsPlugin:
             self.traces.end_run(any(o.result == "fail" for o in self.outcomes))
         self._flush()
         if self.fail_on_degraded and session.exitstatus == pytest.ExitCode.OK and any(
-            o.result == "degraded" for o in self.outcomes
+            degraded_by_the_api(o) for o in self.outcomes
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -59,9 +59,13 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
     log_stream = open(log_path, "a") if log_path else None  # noqa: SIM115 - lives as long as the session
     if log_stream is not None:
         config.add_cleanup(log_stream.close)
+    from runner.extras import MissingExtra
     from runner.signals.traces import Traces
 
-    traces = Traces.from_env(on_error=lambda sink: metrics.sink_errors.labels(sink=sink).inc())
+    try:
+        traces = Traces.from_env(on_error=lambda sink: metrics.sink_errors.labels(sink=sink).inc())
+    except MissingExtra as exc:
+        raise pytest.UsageError(str(exc)) from None
     if traces is not None:  # a CI gate's run appears in the team's tracing backend too
         config.add_cleanup(traces.shutdown)
     return SignalsPlugin(

@@ -106,6 +106,11 @@ class Traces:
         env = os.environ if env is None else env
         if not wanted(env):
             return None
+        from runner.extras import require
+
+        which = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") else \
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        require("traces", f"{which} (traces)")
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
