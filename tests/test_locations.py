@@ -66,22 +66,31 @@ def test_two_locations_on_one_database_each_run_every_slot_once(sandbox: Sandbox
         env = probe_env(sandbox, database_url, tmp_path / f"{location}-{len(procs)}", PAYMENT_PROBE_LOCATION=location,
                         PAYMENT_PROBE_METRICS_PORT=str(free_port()), PAYMENT_PROBE_INTERVAL_SECONDS="3")
         procs.append(spawn("run", env=env))
+    def complete_runs(location: str) -> set[str]:
+        """Slots whose run wrote every leg's row (a run SIGTERM cut short writes the legs it ran)."""
+        try:
+            rows = query(database_url, "SELECT split_part(run_id, '-', 1) FROM audit_log WHERE location = %s "
+                                       "GROUP BY 1 HAVING count(*) = %s", (location, len(LEGS)))
+        except Exception:  # the replicas have not made the table yet
+            return set()
+        return {r[0] for r in rows}
+
     try:
-        def slots_of(location: str) -> set[float]:
-            try:
-                return {r[0] for r in query(database_url, "SELECT extract(epoch FROM slot_start) FROM "
-                                                          "payment_probe_slots WHERE location = %s", (location,))}
-            except Exception:  # the replicas have not made the table yet
-                return set()
-        wait_for(lambda: len(slots_of("eu-1") & slots_of("us-1")) >= 3, 120, "three slots run in both locations")
+        wait_for(lambda: len(complete_runs("eu-1") & complete_runs("us-1")) >= 3, 120,
+                 "three slots run in both locations")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.communicate(timeout=60)
-    # Each location ran each of its slots once between its two replicas, with every leg.
+    # Each location ran each of its slots once between its two replicas, with every leg; SIGTERM ends
+    # a run after the leg it is in (SPEC 8), so each location may hold one shorter, last run.
     runs = query(database_url, "SELECT location, split_part(run_id, '-', 1), count(DISTINCT run_id), count(*) "
                                "FROM audit_log GROUP BY 1, 2")
-    assert runs and all(distinct == 1 and rows == len(LEGS) for _, _, distinct, rows in runs), runs
-    both = {slot for loc, slot, _, _ in runs if loc == "eu-1"} & {slot for loc, slot, _, _ in runs if loc == "us-1"}
+    assert runs and all(distinct == 1 for _, _, distinct, _ in runs), runs
+    for location in ("eu-1", "us-1"):
+        short = [slot for loc, slot, _, rows in runs if loc == location and rows != len(LEGS)]
+        assert len(short) <= 1, (location, runs)
+        assert not short or short[0] == max(slot for loc, slot, _, _ in runs if loc == location), runs
+    both = complete_runs("eu-1") & complete_runs("us-1")
     assert len(both) >= 3

@@ -351,11 +351,11 @@ class ExplodingLegs(LegRunner):
         self.calls = 0
         self.explode_on = explode_on
 
-    def run(self, run_id: str, deadline: float | None = None) -> RunReport:
+    def run(self, run_id: str, deadline: float | None = None, stop: threading.Event | None = None) -> RunReport:
         self.calls += 1
         if self.calls in self.explode_on:
             raise RuntimeError("pytest blew up")
-        return self.inner.run(run_id, deadline)
+        return self.inner.run(run_id, deadline, stop)
 
 
 def _loop(probe: Probe, sinks: list[object], extra_args: list[str] | None = None, **env: str) -> tuple[Runner, ProbeMetrics]:
@@ -410,9 +410,9 @@ def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
     starts: list[float] = []
     inner_run = runner.legs.run
 
-    def timed(run_id: str, deadline: float | None = None) -> RunReport:
+    def timed(run_id: str, deadline: float | None = None, stop: threading.Event | None = None) -> RunReport:
         starts.append(time.time())
-        return inner_run(run_id, deadline)
+        return inner_run(run_id, deadline, stop)
 
     runner.legs.run = timed  # type: ignore[method-assign]
     runner.config = dataclasses.replace(runner.config, interval_seconds=0.5)
