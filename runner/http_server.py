@@ -199,6 +199,10 @@ class ProbeHTTPServer:
         path = event.target.decode("ascii", "replace").split("?", 1)[0]
         if event.method not in (b"GET", b"HEAD"):
             self._answer_now(conn, 405, b"method not allowed\n", "text/plain")
+        elif path == "/" and "/status" in self.routes:
+            # An operator who types the host lands on the status page.
+            self._answer_now(conn, 302, b"see /status\n", "text/plain", head_only=event.method == b"HEAD",
+                             headers={"Location": "/status"})
         elif path == "/healthz":
             ok, detail = self.health()
             self._answer_now(conn, 200 if ok else 503, json.dumps(detail).encode(), "application/json",
@@ -212,11 +216,11 @@ class ProbeHTTPServer:
                 conn.close()
 
     def _answer_now(self, conn: socket.socket, status: int, body: bytes, content_type: str, *,
-                    head_only: bool = False) -> None:
+                    head_only: bool = False, headers: dict[str, str] | None = None) -> None:
         """A small answer from the loop itself: one non-blocking send, never a wait on the client."""
         self._forget(conn)
         with contextlib.suppress(OSError):
-            conn.send(_response(status, body, content_type, head_only=head_only))
+            conn.send(_response(status, body, content_type, head_only=head_only, headers=headers))
         with contextlib.suppress(OSError):
             conn.close()
 
@@ -258,11 +262,13 @@ class ProbeHTTPServer:
                 conn.close()
 
 
-def _response(status: int, body: bytes, content_type: str, *, head_only: bool = False) -> bytes:
+def _response(status: int, body: bytes, content_type: str, *, head_only: bool = False,
+              headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii")
+            f"{extra}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("ascii")
     return head if head_only else head + body
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}

@@ -45,7 +45,7 @@ def _sql(table: str) -> dict[str, Any]:
     return {
         # The latest row of each leg, and since when its result has been the same (index walks).
         "current": sql.SQL("""
-SELECT l.leg, x.result, x.severity, x.reason, x.created_at,
+SELECT l.leg, x.result, x.severity, x.reason, x.created_at, x.detail,
        (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND s.environment IS NOT DISTINCT FROM %(env)s
           AND s.created_at > coalesce((
             SELECT max(o.at) FROM unnest(ARRAY['pass', 'degraded', 'fail']) AS r(result)
@@ -55,7 +55,7 @@ SELECT l.leg, x.result, x.severity, x.reason, x.created_at,
                                 ORDER BY p.created_at DESC LIMIT 1) o
             WHERE r.result <> x.result), '-infinity'))
 FROM unnest(%(legs)s::text[]) AS l(leg)
-CROSS JOIN LATERAL (SELECT result, severity, reason, created_at FROM {t} r
+CROSS JOIN LATERAL (SELECT result, severity, reason, created_at, metadata->>'detail' AS detail FROM {t} r
                     WHERE r.leg = l.leg AND r.environment IS NOT DISTINCT FROM %(env)s
                     ORDER BY created_at DESC LIMIT 1) x""").format(t=t),
         # Each location's latest row per leg (SPEC 15): a walk per leg and location seen in the last day.
@@ -77,7 +77,7 @@ SELECT leg,
        sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours'),
        sum(runs) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
        sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
-       sum(runs), sum(up)
+       sum(runs), sum(up), min(hour)
 FROM {h} WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '30 days' AND leg = ANY(%(legs)s)
   AND environment = coalesce(%(env)s, '')
 GROUP BY leg""").format(h=h),
@@ -156,6 +156,7 @@ class StatusSource:
                   "env": self.environment}
         with db.session(self.database_url, application_name="payment-probe-status") as conn:
             conn.execute("SET TIME ZONE 'UTC'")
+            # leg -> (result, severity, reason, created_at, detail, since)
             current = {r[0]: r[1:] for r in conn.execute(queries["current"], params).fetchall()}
             rolled_up = regclass(conn, hourly_table(self.table)) is not None
             uptime: dict[str, Any] = {}
@@ -182,13 +183,16 @@ class StatusSource:
                 "result": cur[0] if cur else None,
                 "severity": cur[1] if cur else None,
                 "reason": cur[2] if cur else None,
+                "detail": cur[4] if cur else None,
                 "last_run_at": _iso(cur[3]) if cur else None,
-                "since": _iso(cur[4]) if cur else None,
+                "since": _iso(cur[5]) if cur else None,
                 "uptime": {
                     "24h": _ratio(up[1], up[0]) if up else None,
                     "7d": _ratio(up[3], up[2]) if up else None,
                     "30d": _ratio(up[5], up[4]) if up else None,
                 },
+                # How much history the uptime figures stand on: a period longer than this says so.
+                "data_seconds": _data_seconds(now, up[6]) if up else None,
                 "latency_ms": {"p50": _round(latency[leg][0]) if leg in latency else None,
                                "p95": _round(latency[leg][1]) if leg in latency else None},
                 "days": [_day(today - timedelta(days=DAYS - 1 - i), days.get(leg, {})) for i in range(DAYS)]
@@ -212,7 +216,7 @@ class StatusSource:
             o = by_leg.get(leg)
             legs.append({
                 "leg": leg, "result": o.result if o else None, "severity": o.severity if o else None,
-                "reason": o.reason if o else None,
+                "reason": o.reason if o else None, "detail": o.detail if o else None, "data_seconds": None,
                 "last_run_at": _iso(datetime.fromtimestamp(o.timestamp, UTC)) if o else None, "since": None,
                 "uptime": {"24h": None, "7d": None, "30d": None}, "latency_ms": {"p50": None, "p95": None},
                 "days": [],
@@ -226,6 +230,11 @@ class StatusSource:
                note: str | None, locations: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
         age = None if latest is None else max(0.0, (now - latest).total_seconds())
         stale_after = 3 * self.interval_seconds
+        for leg in legs:  # each leg's latest run, against its interval
+            leg["interval_seconds"] = self.interval_seconds
+            at = leg.get("last_run_at")
+            leg["age_seconds"] = None if at is None else round(
+                max(0.0, (now - datetime.fromisoformat(at)).total_seconds()), 1)
         return {
             "generated_at": _iso(now),
             "environment": self.environment,
@@ -241,6 +250,13 @@ class StatusSource:
             "maintenance": windows,
             "locations": locations or {},  # location -> each leg's latest result there
         }
+
+
+def _data_seconds(now: datetime, first_hour: datetime | None) -> float | None:
+    """Seconds since the first hour of roll-up data (an hour bucket counts from its start)."""
+    if first_hour is None:
+        return None
+    return max(0.0, (now - _utc(first_hour)).total_seconds())
 
 
 def _ratio(up: int, total: int) -> float | None:

@@ -33,6 +33,13 @@ vertical-align:top}th{font-size:13px;color:#57606a;font-weight:600}
 .bar.no_data{background:#eaeef2;height:30%;border:1px dashed #8c959f}
 .summary{font-size:13px;color:#57606a;margin:2px 0 14px}
 code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace}
+.state-critical{background:#82071e;color:#fff;border:2px solid #4c0514;font-size:18px}
+.state-failing{background:#ffebe9;border:2px solid #cf222e;color:#82071e;font-size:18px}
+.state-degraded{background:#fff8c5;border:2px solid #9a6700}.state-passing{background:#dafbe1;border:2px solid #1a7f37}
+.state-no_data{background:#eaeef2;border:2px dashed #57606a}
+.severity.critical{color:#fff;background:#82071e;font-weight:700;border-radius:4px}
+.detail{font-size:12px;color:#57606a;margin-top:2px;max-width:520px;overflow-wrap:anywhere}
+.runbook{font-size:12px;margin-left:6px}
 """
 
 
@@ -41,8 +48,79 @@ def _state(result: str | None) -> str:
     return f'<span class="state {escape(cls)}">{SYMBOL.get(result, "?")} {escape(WORD.get(result, str(result)))}</span>'
 
 
+RUNBOOKS = "https://github.com/payment-probe/payment-probe/blob/main/docs/runbooks/"
+REFRESH_SECONDS = 30
+PERIOD_SECONDS = {"24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
+# The banner's states, worst first, and the order legs are listed in: what is broken leads.
+STATES = ("critical", "failing", "degraded", "passing", "no data")
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}%"
+
+
+def state_of(leg: dict[str, Any]) -> str:
+    result = leg.get("result")
+    if result == "fail":
+        return "critical" if leg.get("severity") == "critical" else "failing"
+    return {"degraded": "degraded", "pass": "passing"}.get(result or "", "no data")
+
+
+def _uptime(leg: dict[str, Any], period: str) -> str:
+    """An uptime over a period longer than the data says how much data it covers, never a 30-day
+    figure from one hour."""
+    value = leg["uptime"][period]
+    if value is None:
+        return "—"
+    covered = leg.get("data_seconds")
+    if covered is not None and covered < PERIOD_SECONDS[period] - 3600:
+        return f'{_pct(value)} <span class=muted>({_span(covered)} of data)</span>'
+    return _pct(value)
+
+
+def _span(seconds: float) -> str:
+    hours = max(1, round(seconds / 3600))
+    return f"{hours} h" if hours < 48 else f"{round(hours / 24)} d"
+
+
+def _banner(legs: list[dict[str, Any]]) -> str:
+    counts = {state: sum(1 for leg in legs if state_of(leg) == state) for state in STATES}
+    worst = next(state for state in STATES if counts[state]) if legs else "no data"
+    if worst == "passing" and counts["no data"] == 0:
+        text = f"ALL PASSING — {counts['passing']} legs"
+    else:
+        text = worst.upper() + " — " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+    symbol = {"critical": "✖✖", "failing": "✖", "degraded": "▲", "passing": "✔", "no data": "·"}[worst]
+    return (f'<div class="banner state-{worst.replace(" ", "_")}" id=summary data-state="{worst}" role=alert>'
+            f'{symbol} {escape(text)}</div>')
+
+
+def _runbook(leg: dict[str, Any]) -> str:
+    state = state_of(leg)
+    if state not in ("critical", "failing"):
+        return ""
+    alert = "PaymentProbeWebhookSecurityFailing" if state == "critical" or leg["leg"] == "webhook_security" \
+        else "PaymentProbeLegFailing"
+    return f' <a class=runbook href="{RUNBOOKS}{alert}.md">runbook</a>'
+
+
+def _detail_line(leg: dict[str, Any]) -> str:
+    """The line pytest prints for the attempt: ``leg fail (critical): reason — detail``."""
+    if leg.get("result") not in ("fail", "degraded"):
+        return ""
+    text = f'{leg["leg"]} {leg["result"]} ({leg.get("severity") or "?"}): {leg.get("reason") or ""}'
+    if leg.get("detail"):
+        text += f' — {leg["detail"]}'
+    return f"<div class=detail><code>{escape(text)}</code></div>"
+
+
+def _run_age(leg: dict[str, Any]) -> str:
+    age, interval = leg.get("age_seconds"), leg.get("interval_seconds")
+    if age is None:
+        return "never"
+    late = interval is not None and age > 3 * interval
+    every = f" (every {_age(interval)})" if interval else ""
+    return f'{"⚠ " if late else ""}{_age(age)} ago{every}{" — stale" if late else ""}'
 
 
 def _ms(value: float | None) -> str:
@@ -52,6 +130,8 @@ def _ms(value: float | None) -> str:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "never"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
@@ -77,11 +157,13 @@ def render(snapshot: dict[str, Any]) -> str:
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         '<meta name=viewport content="width=device-width,initial-scale=1">',
+        f'<meta http-equiv=refresh content="{REFRESH_SECONDS}">',  # refreshes itself, no JavaScript
         f"<title>payment-probe status{' — ' + escape(env) if env else ''}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>payment-probe status{' — ' + escape(env) if env else ''}</h1>",
         f'<p class=muted>{_latest_run(snapshot)} · generated {escape(snapshot["generated_at"])}'
         f'{_snapshot_age(snapshot)} · <a href="/status.json">status.json</a></p>',
+        _banner(snapshot["legs"]),
     ]
     if snapshot["stale"]:
         parts.append(
@@ -96,15 +178,19 @@ def render(snapshot: dict[str, Any]) -> str:
     for window in open_windows:
         parts.append(f'<div class="banner maint" role=status>🛠 MAINTENANCE until {escape(window["ends_at"])}: '
                      f'{escape(window["reason"])} (paging alerts are silent; the legs still run)</div>')
-    parts.append("<h2>Legs</h2><table><thead><tr><th>leg</th><th>state</th><th>reason</th><th>since</th>"
-                 "<th>uptime 24 h</th><th>7 d</th><th>30 d</th><th>p50 / p95 (24 h)</th></tr></thead><tbody>")
-    for leg in snapshot["legs"]:
+    parts.append("<h2>Legs</h2><table><thead><tr><th>leg</th><th>state</th><th>severity</th><th>reason</th>"
+                 "<th>since</th><th>latest run</th><th>uptime 24 h</th><th>7 d</th><th>30 d</th>"
+                 "<th>p50 / p95 (24 h)</th></tr></thead><tbody>")
+    # What is broken first: critical, failing, degraded, passing, no data (stable within each).
+    for leg in sorted(snapshot["legs"], key=lambda leg: STATES.index(state_of(leg))):
         parts.append(
-            f'<tr id="leg-{escape(leg["leg"])}" data-result="{escape(leg["result"] or "no_data")}">'
-            f'<td><code>{escape(leg["leg"])}</code></td><td>{_state(leg["result"])}</td>'
-            f'<td>{escape(leg["reason"] or "")}</td><td>{escape(leg["since"] or "—")}</td>'
-            f'<td>{_pct(leg["uptime"]["24h"])}</td><td>{_pct(leg["uptime"]["7d"])}</td>'
-            f'<td>{_pct(leg["uptime"]["30d"])}</td>'
+            f'<tr id="leg-{escape(leg["leg"])}" data-result="{escape(leg["result"] or "no_data")}" '
+            f'data-state="{state_of(leg)}">'
+            f'<td><code>{escape(leg["leg"])}</code>{_runbook(leg)}</td><td>{_state(leg["result"])}</td>'
+            f'<td class="severity {escape(leg.get("severity") or "none")}">{escape(leg.get("severity") or "—")}</td>'
+            f'<td>{escape(leg["reason"] or "")}{_detail_line(leg)}</td><td>{escape(leg["since"] or "—")}</td>'
+            f'<td>{_run_age(leg)}</td>'
+            f'<td>{_uptime(leg, "24h")}</td><td>{_uptime(leg, "7d")}</td><td>{_uptime(leg, "30d")}</td>'
             f'<td>{_ms(leg["latency_ms"]["p50"])} / {_ms(leg["latency_ms"]["p95"])}</td></tr>')
     parts.append("</tbody></table>")
     if snapshot["history_available"]:

@@ -392,9 +392,11 @@ def test_ci_gate_examples_install_the_package_and_run_the_gate() -> None:
 
 def test_compose_wires_every_service_to_files_that_exist() -> None:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"postgres", "sandbox", "runner", "prometheus"}
-    for volume in compose["services"]["prometheus"]["volumes"]:
-        assert (DOCKER / volume.split(":")[0]).is_file()
+    assert set(compose["services"]) == {"postgres", "sandbox", "runner", "prometheus", "alertmanager"}
+    for service in ("prometheus", "alertmanager"):
+        for volume in compose["services"][service]["volumes"]:
+            assert (DOCKER / volume.split(":")[0]).exists(), volume
+    assert compose["services"]["sandbox"]["build"]["target"] == "demo"  # the runner's image has no sandbox
     runner_env = compose["services"]["runner"]["environment"]
     assert set(runner_env) <= set(VARIABLES)
 

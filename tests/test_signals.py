@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -432,3 +433,20 @@ def test_the_redactor_matches_escaped_forms_and_bearer_tokens_to_a_quote() -> No
         assert "SUFFIX42" not in redactor.text(f"locals: send = {{'k': {shown}}}")
     # By shape, whatever the value: a bearer token runs to whitespace or a quote, ';' included.
     assert Redactor([]).text("'Authorization': 'Bearer abc;def,ghi' x") == "'Authorization': 'Bearer [REDACTED]' x"
+
+
+def test_the_latest_reason_of_each_leg_is_one_series() -> None:
+    """instant_payment_probe_leg_reason_info (SPEC 4, 20): 1 for the latest reason, the earlier one removed."""
+    metrics = ProbeMetrics(CollectorRegistry())
+    sink = MetricsSink(metrics)
+    for reason in ("ok", "http_status:503", "http_status:503", "ok"):
+        sink.record(Outcome(leg="billing_state", result="pass" if reason == "ok" else "fail", severity="info",
+                            reason=reason, latency_seconds=0.1, run_id="r", timestamp=0.0))
+        text = generate_latest(metrics.registry).decode()
+        series = re.findall(r'^instant_payment_probe_leg_reason_info\{leg="billing_state",reason="([^"]+)"\} 1\.0$',
+                            text, re.MULTILINE)
+        assert series == [reason], text
+    sink.record(Outcome(leg="webhook_security", result="fail", severity="critical", reason="unsigned_accepted",
+                        latency_seconds=0.1, run_id="r", timestamp=0.0))
+    assert metrics.registry.get_sample_value("instant_payment_probe_leg_reason_info",
+                                             {"leg": "webhook_security", "reason": "unsigned_accepted"}) == 1

@@ -253,3 +253,61 @@ def test_an_empty_history_says_so_in_words(database_url: str) -> None:
     migrate(Secret(database_url), "audit_log")
     page = render(StatusSource(Secret(database_url), "audit_log", 300).snapshot())
     assert "No data yet: no run has been recorded" in page and "never ago" not in page
+
+
+def _row(database_url: str, leg: str, result: str, severity: str, reason: str, detail: str, ago_minutes: int) -> None:
+    query(database_url, "INSERT INTO audit_log (id, created_at, actor, action, run_id, leg, result, severity, reason, "
+                        "latency_ms, metadata) VALUES (gen_random_uuid(), now() - make_interval(mins => %s), "
+                        "'system:payment_probe', 'payment_probe.leg_outcome', 'r', %s, %s, %s, %s, 5, "
+                        "jsonb_build_object('detail', %s::text))",
+          (ago_minutes, leg, result, severity, reason, detail))
+
+
+def test_the_page_leads_with_what_is_broken(database_url: str) -> None:
+    """SPEC 20: the banner says the worst state and how many legs are in it; critical and failing legs
+    first, each with its severity, the attempt's one-line detail and a runbook link; the page refreshes
+    itself; an hour of data is never shown as a 30-day figure."""
+    migrate(Secret(database_url), "audit_log")
+    for leg in LEGS:
+        _row(database_url, leg, "pass", "info", "ok", "", 40)
+    _row(database_url, "webhook_security", "fail", "critical", "unsigned_accepted",
+         "HTTP 200: webhook without a valid signature accepted", 1)
+    _row(database_url, "billing_state", "fail", "error", "http_status:503", "HTTP 503 from GET /api/v1/billing", 1)
+    _row(database_url, "invoices_reachable", "degraded", "warning", "http_status:429", "rate limited", 1)
+    for leg in ("checkout_reachable", "upgrade_webhook_e2e", "tls_certificate", "webhook_replay"):
+        _row(database_url, leg, "pass", "info", "ok", "", 1)
+    page = render(StatusSource(Secret(database_url), "audit_log", 300).snapshot())
+    assert '<meta http-equiv=refresh content="30">' in page
+    banner = page[page.index("id=summary"):page.index("</div>", page.index("id=summary"))]
+    assert 'data-state="critical"' in banner and "CRITICAL — 1 critical, 1 failing, 1 degraded, 4 passing" in banner
+    assert page.index("id=summary") < page.index("<h2>Legs</h2>")  # the banner comes first
+    order = [page.index(f'id="leg-{leg}"') for leg in ("webhook_security", "billing_state", "invoices_reachable",
+                                                        "checkout_reachable")]
+    assert order == sorted(order)
+    security = page[order[0]:order[1]]
+    assert 'class="severity critical">critical<' in security
+    assert ("webhook_security fail (critical): unsigned_accepted — HTTP 200: webhook without a valid signature "
+            "accepted") in security
+    assert "docs/runbooks/PaymentProbeWebhookSecurityFailing.md" in security
+    billing = page[order[1]:order[2]]
+    assert "docs/runbooks/PaymentProbeLegFailing.md" in billing and "billing_state fail (error): http_status:503" in billing
+    assert "runbook" not in page[order[3]:page.index("</tbody>")]  # no runbook link on a passing leg
+    assert "(every 5 min)" in security
+    # 40 minutes of data: each period says so instead of a bare 30-day percentage.
+    assert "(1 h of data)" in billing and billing.count("of data") == 3
+
+
+def test_root_redirects_to_the_status_page() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from runner.http_server import ProbeHTTPServer
+
+    server = ProbeHTTPServer("127.0.0.1", 0, CollectorRegistry(), lambda: (True, {}),
+                             extra_routes={"/status": lambda: (200, b"<html>status</html>", "text/html")})
+    server.start()
+    try:
+        answer = requests.get(f"http://127.0.0.1:{server.port}/", timeout=5, allow_redirects=False)
+        assert (answer.status_code, answer.headers["Location"]) == (302, "/status")
+        assert requests.get(f"http://127.0.0.1:{server.port}/", timeout=5).text == "<html>status</html>"
+    finally:
+        server.stop()

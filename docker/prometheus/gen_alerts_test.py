@@ -18,17 +18,27 @@ def alive(values, first, last):
     out = ["_"] * first + vals[first:last + 1] + ["stale"]
     return " ".join(out)
 
-def leg_failing(leg, value, extra=None):
+NO_REASON = "no reason reported"  # a case without instant_payment_probe_leg_reason_info series
+
+
+def reason_series(leg, reason, minutes, location=None, instance="a"):
+    """The leg's latest reason (1), as the runner exports it: what a summary names."""
+    where = f'instance="{instance}",' + (f'location="{location}",' if location else "")
+    return {"series": f'instant_payment_probe_leg_reason_info{{{where}leg="{leg}",reason="{reason}"}}',
+            "values": f"1x{minutes}"}
+
+
+def leg_failing(leg, value, extra=None, reason=NO_REASON):
     return {"exp_labels": {"severity": "page", "team": "billing-oncall", "leg": leg},
             "exp_annotations": {
-                "summary": f"payment-probe leg {leg} is failing, confirmed in {value} location(s)",
+                "summary": f"{leg}: {reason} — failing, confirmed in {value} location(s)",
                 "description": f"The synthetic leg {leg} is failing in {value} location(s): each ran it again inside the run and every attempt failed (or, with confirmation off, it failed 2 of its last 3 runs there). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\").",
                 "runbook_url": RUNBOOK.format("PaymentProbeLegFailing")}}
 
-def one_location(leg, location):
+def one_location(leg, location, reason=NO_REASON):
     return {"exp_labels": {"severity": "ticket", "team": "billing-oncall", "leg": leg, "location": location},
             "exp_annotations": {
-                "summary": f"payment-probe leg {leg} fails only from {location}",
+                "summary": f"{leg}: {reason} — fails only from {location}",
                 "description": f"The leg {leg} is failing, confirmed, in location {location} while another location runs it and does not fail it. Check that location's network (DNS, egress, NAT) before the billing API. It pages (PaymentProbeLegFailing) once a second location agrees.",
                 "runbook_url": RUNBOOK.format("PaymentProbeLegFailingInOneLocation")}}
 
@@ -44,10 +54,10 @@ SECURITY_TEXT = ("The leg {} failed critically in its latest run. unsigned_accep
                  "can forge a paid upgrade. replay_applied: a provider's retry of an event already applied was "
                  "applied again after a cancellation. Treat as a security incident.")
 
-def security(leg):
+def security(leg, reason=NO_REASON):
     return {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg": leg},
             "exp_annotations": {
-                "summary": f"payment-probe leg {leg}: the payment webhook accepted what it must refuse",
+                "summary": f"{leg}: {reason} — the payment webhook accepted what it must refuse",
                 "description": SECURITY_TEXT.format(leg),
                 "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
 
@@ -86,20 +96,24 @@ tests.append({"name": "two failures 4 runs apart", "interval": "1m", "input_seri
     {"series": S.format(i="a", leg="checkout_reachable", r="fail"), "values": steps({21, 41}, 60)}],
  "alert_rule_test": [at(t, "PaymentProbeLegFailing", []) for t in (30, 41, 45)]})
 # 4. webhook_security failing once: critical at the scrape of that run, resolved after the next (passing) run.
+#    Its summary names the latest reason (instant_payment_probe_leg_reason_info).
+UNSIGNED = security("webhook_security", "unsigned_accepted")
 tests.append({"name": "webhook security fails once", "interval": "1m", "input_series": [
-    {"series": S.format(i="a", leg="webhook_security", r="fail"), "values": steps({21}, 50)}],
- "alert_rule_test": [at(20, "PaymentProbeWebhookSecurityFailing", []), at(21, "PaymentProbeWebhookSecurityFailing", [WEBHOOK]),
-                     at(26, "PaymentProbeWebhookSecurityFailing", [WEBHOOK]), at(27, "PaymentProbeWebhookSecurityFailing", []),
+    {"series": S.format(i="a", leg="webhook_security", r="fail"), "values": steps({21}, 50)},
+    reason_series("webhook_security", "unsigned_accepted", 50)],
+ "alert_rule_test": [at(20, "PaymentProbeWebhookSecurityFailing", []), at(21, "PaymentProbeWebhookSecurityFailing", [UNSIGNED]),
+                     at(26, "PaymentProbeWebhookSecurityFailing", [UNSIGNED]), at(27, "PaymentProbeWebhookSecurityFailing", []),
                      at(35, "PaymentProbeWebhookSecurityFailing", [])]})
 # 5. Degraded every run: never pages; the ticket opens at the 7th degraded run of the hour (30 min after the first).
 deg_runs = set(range(21, 200, 5))
 tests.append({"name": "degraded every run", "interval": "1m", "input_series": [
     {"series": S.format(i="a", leg="upgrade_webhook_e2e", r="degraded"), "values": steps(deg_runs, 130)},
-    {"series": S.format(i="a", leg="upgrade_webhook_e2e", r="fail"), "values": steps(set(), 130)}],
+    {"series": S.format(i="a", leg="upgrade_webhook_e2e", r="fail"), "values": steps(set(), 130)},
+    reason_series("upgrade_webhook_e2e", "config_missing:PAYMENT_PROBE_DATABASE_URL", 130)],
  "alert_rule_test": [at(90, "PaymentProbeLegFailing", []), at(90, "PaymentProbeWebhookSecurityFailing", []),
                      at(50, "PaymentProbeLegDegraded", []),
                      at(51, "PaymentProbeLegDegraded", [{"exp_labels": {"severity": "ticket", "team": "billing-oncall", "leg": "upgrade_webhook_e2e"},
-                        "exp_annotations": {"summary": "payment-probe leg upgrade_webhook_e2e was degraded in most runs of the last hour",
+                        "exp_annotations": {"summary": "upgrade_webhook_e2e: config_missing:PAYMENT_PROBE_DATABASE_URL — degraded in most runs of the last hour",
                                             "description": "The leg upgrade_webhook_e2e was degraded in 7 of the last hour's runs (most of 12): slow, unconfigured (config_missing:...), or its credentials refused or rate-limited. Degraded never pages; this ticket makes sure a silent gap in coverage gets fixed.",
                                             "runbook_url": RUNBOOK.format("PaymentProbeLegDegraded")}}])]})
 # 6. Dead man's switch: the last run at 10m, then nothing: fires 17 minutes later (3 intervals + 1m + its 1m hold).
@@ -246,9 +260,11 @@ RUNS = set(range(1, 61, 5))  # 1, 6, 11, ... every location runs every slot
 # 19. One location, confirmation on: the first confirmed failed run pages at its scrape (0 min after the run
 #     that confirmed it; was 5 min, the second failed run, with confirmation off — case 1).
 tests.append({"name": "one location, confirmation on: the first confirmed failure pages", "interval": "1m",
- "input_series": location_series("eu", {21, 26}, RUNS - {21, 26}),
- "alert_rule_test": [at(20, "PaymentProbeLegFailing", []), at(21, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
-                     at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 1)]),
+ "input_series": location_series("eu", {21, 26}, RUNS - {21, 26})
+   + [reason_series("billing_state", "http_status:503", 60, location="eu", instance="pod-eu")],
+ "alert_rule_test": [at(20, "PaymentProbeLegFailing", []),
+                     at(21, "PaymentProbeLegFailing", [leg_failing("billing_state", 1, reason="http_status:503")]),
+                     at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 1, reason="http_status:503")]),
                      at(32, "PaymentProbeLegFailing", []), at(21, "PaymentProbeLegFailingInOneLocation", [])]})
 # 20. Two locations, confirmation on, one fails: a ticket naming it, no page. 21. Both fail: a page at the
 #     scrape of the second location's confirmed failure, no ticket.

@@ -6,6 +6,7 @@ collectors again on one registry would raise a duplicate-timeseries error.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -107,8 +108,24 @@ class ProbeMetrics:
             "PAYMENT_PROBE_CONFIRM_RETRIES: how many more times the runner runs a failed leg (0: off).",
             registry=registry,
         )
+        self.leg_reason = Gauge(
+            "instant_payment_probe_leg_reason_info",
+            "1 for the reason of each leg's latest outcome (the earlier reason's series removed): what an "
+            "alert's summary names. The reason vocabulary is closed and capped, so the series are bounded.",
+            ["leg", "reason"], registry=registry,
+        )
+        self._latest_reason: dict[str, str] = {}
         for sink in SINK_NAMES:
             self.sink_errors.labels(sink=sink)
+
+    def set_reason(self, leg: str, reason: str) -> None:
+        """One series per leg: its latest outcome's reason."""
+        earlier = self._latest_reason.get(leg)
+        if earlier is not None and earlier != reason:
+            with contextlib.suppress(KeyError):  # already gone
+                self.leg_reason.remove(leg, earlier)
+        self.leg_reason.labels(leg=leg, reason=reason).set(1)
+        self._latest_reason[leg] = reason
 
     def prime(self) -> None:
         """Create every leg x result series at 0, so ``rate()`` and alerts work from the first scrape."""
@@ -130,6 +147,7 @@ class MetricsSink:
 
     def record(self, outcome: Outcome) -> None:
         self.metrics.outcomes.labels(leg=outcome.leg, result=outcome.result).inc()
+        self.metrics.set_reason(outcome.leg, outcome.reason)
         if outcome.severity == "critical":
             self.metrics.critical.labels(leg=outcome.leg).inc()
         if outcome.latency_seconds is not None:
