@@ -450,3 +450,22 @@ def test_the_latest_reason_of_each_leg_is_one_series() -> None:
                         latency_seconds=0.1, run_id="r", timestamp=0.0))
     assert metrics.registry.get_sample_value("instant_payment_probe_leg_reason_info",
                                              {"leg": "webhook_security", "reason": "unsigned_accepted"}) == 1
+
+
+def test_every_providers_signature_header_is_scrubbed_by_its_name() -> None:
+    """Not only Razorpay's: Stripe's ``t=…,v1=…`` and Standard Webhooks' ``v1,<base64>`` too, in the
+    forms a header dict, a header line and JSON print them."""
+    import time as _time
+    import uuid as _uuid
+
+    from runner.signals.redact import MASK, Redactor
+    from synthetics.providers import PROVIDERS
+
+    redactor = Redactor(())
+    for provider in PROVIDERS.values():
+        event = provider.upgrade_event(str(_uuid.uuid4()), "plan", _time.time())
+        (header, value), *_ = provider.signature_headers(provider.forged_key(), event, int(_time.time())).items()
+        assert header == provider.signature_header
+        for printed in (f"{header}: {value}", repr({header: value}), json.dumps({header.lower(): value})):
+            clean = redactor.text(printed)
+            assert MASK in clean and value not in clean and value.split(",")[-1] not in clean, (provider.name, clean)

@@ -9,13 +9,21 @@ from dataclasses import replace
 from typing import Any
 
 from runner.signals.outcome import Outcome
+from synthetics.providers import PROVIDERS
 
 MASK = "[REDACTED]"
-# Shapes that are secrets whatever their value: bearer tokens, signatures, URL passwords.
+def _signature_pattern(header: str) -> re.Pattern[str]:
+    """A provider's signature header as printed anywhere (a dict repr, a header line, JSON): its whole
+    value, to whitespace or a quote (Stripe's ``t=…,v1=…`` and Standard's ``v1,…`` hold commas)."""
+    return re.compile(rf"(?i)({re.escape(header)}[\"']?\s*[:=]\s*[\"']?)[^\s\"']+")
+
+
+# Shapes that are secrets whatever their value: bearer tokens, every provider's signature header
+# (built from the providers themselves, so a new provider is scrubbed too), API keys, URL passwords.
 _PATTERNS = (
     # A bearer token runs to whitespace or a quote: ``;`` and ``,`` are token characters too.
     re.compile(r"(?i)(bearer\s+)[^\s\"']+"),
-    re.compile(r"(?i)(x-razorpay-signature[\"']?\s*[:=]\s*[\"']?)[0-9a-f]{16,}"),
+    *(_signature_pattern(provider.signature_header) for provider in PROVIDERS.values()),
     re.compile(r"(?i)(api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"),
     re.compile(r"(://[^:/@\s]+:)[^@/\s]+(@)"),
 )

@@ -22,6 +22,7 @@ class Provider(Protocol):
     default_path: str  # PAYMENT_PROBE_WEBHOOK_PATH when unset
     signs_time: bool  # a signed timestamp: stale deliveries can be tested (webhook_security (c))
     secret_variable: str  # named in config_missing:<VARIABLE> when no secret is set
+    signature_header: str  # the header that carries the signature: never printed, whatever it holds
 
     def new_subscription_id(self) -> str:
         """A fresh subscription id in the provider's format (``sub_…``)."""

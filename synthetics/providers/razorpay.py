@@ -30,6 +30,7 @@ class Razorpay:
     name = "razorpay"
     default_path = "/razorpay/webhook"
     signs_time = False
+    signature_header = "X-Razorpay-Signature"  # scrubbed from every output by its name (runner.signals.redact)
     secret_variable = "RAZORPAY_TEST_WEBHOOK_SECRET"
 
     def new_subscription_id(self) -> str:

@@ -33,6 +33,7 @@ class Standard:
     name = "standard"
     default_path = "/webhooks"
     signs_time = True
+    signature_header = "webhook-signature"  # scrubbed from every output by its name (runner.signals.redact)
     secret_variable = "PAYMENT_PROBE_WEBHOOK_SECRET"
 
     def new_subscription_id(self) -> str:

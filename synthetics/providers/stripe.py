@@ -27,6 +27,7 @@ class Stripe:
     name = "stripe"
     default_path = "/stripe/webhook"
     signs_time = True
+    signature_header = "Stripe-Signature"  # scrubbed from every output by its name (runner.signals.redact)
     secret_variable = "PAYMENT_PROBE_WEBHOOK_SECRET"
 
     def new_subscription_id(self) -> str:
