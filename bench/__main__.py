@@ -334,7 +334,7 @@ def bench_parser(sandbox: SandboxServer, database_url: str, workdir: Path, reps:
 
 
 def bench_status(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
-    """The status page at 90 days of 6 legs every 5 minutes (155,520 rows), snapshot + render."""
+    """The status page at 90 days of every leg every 5 minutes (181,440 rows for 7 legs), snapshot + render."""
     from runner.signals.audit import migrate
     from runner.status import StatusSource
     from runner.status_page import render as render_page

@@ -46,17 +46,17 @@ def _sql(table: str) -> dict[str, Any]:
         # The latest row of each leg, and since when its result has been the same (index walks).
         "current": sql.SQL("""
 SELECT l.leg, x.result, x.severity, x.reason, x.created_at, x.detail,
-       (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND s.environment IS NOT DISTINCT FROM %(env)s
+       (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND coalesce(s.environment, '') = coalesce(%(env)s, '')
           AND s.created_at > coalesce((
             SELECT max(o.at) FROM unnest(ARRAY['pass', 'degraded', 'fail']) AS r(result)
             CROSS JOIN LATERAL (SELECT created_at AS at FROM {t} p
                                 WHERE p.leg = l.leg AND p.result = r.result
-                                  AND p.environment IS NOT DISTINCT FROM %(env)s
+                                  AND coalesce(p.environment, '') = coalesce(%(env)s, '')
                                 ORDER BY p.created_at DESC LIMIT 1) o
             WHERE r.result <> x.result), '-infinity'))
 FROM unnest(%(legs)s::text[]) AS l(leg)
 CROSS JOIN LATERAL (SELECT result, severity, reason, created_at, metadata->>'detail' AS detail FROM {t} r
-                    WHERE r.leg = l.leg AND r.environment IS NOT DISTINCT FROM %(env)s
+                    WHERE r.leg = l.leg AND coalesce(r.environment, '') = coalesce(%(env)s, '')
                     ORDER BY created_at DESC LIMIT 1) x""").format(t=t),
         # Each location's latest row per leg (SPEC 15): a walk per leg and location seen in the last day.
         "by_location": sql.SQL("""
@@ -64,10 +64,10 @@ SELECT l.leg, p.location, x.result, x.reason, x.created_at
 FROM unnest(%(legs)s::text[]) AS l(leg)
 CROSS JOIN LATERAL (SELECT DISTINCT coalesce(location, 'local') AS location FROM {t} d
                     WHERE d.leg = l.leg AND d.created_at > now() - interval '1 day'
-                      AND d.environment IS NOT DISTINCT FROM %(env)s) p
+                      AND coalesce(d.environment, '') = coalesce(%(env)s, '')) p
 CROSS JOIN LATERAL (SELECT result, reason, created_at FROM {t} r
                     WHERE r.leg = l.leg AND coalesce(r.location, 'local') = p.location
-                      AND r.environment IS NOT DISTINCT FROM %(env)s
+                      AND coalesce(r.environment, '') = coalesce(%(env)s, '')
                     ORDER BY created_at DESC LIMIT 1) x
 ORDER BY 2, 1""").format(t=t),
         # Uptime and daily bars from the hourly roll-up (UTC hours); latency from the last 24 h of rows.
@@ -85,7 +85,7 @@ GROUP BY leg""").format(h=h),
 SELECT leg, percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
 FROM {t} WHERE created_at > now() - interval '24 hours' AND latency_ms IS NOT NULL AND leg = ANY(%(legs)s)
-  AND environment IS NOT DISTINCT FROM %(env)s
+  AND coalesce(environment, '') = coalesce(%(env)s, '')
 GROUP BY leg""").format(t=t),
         "days": sql.SQL("""
 SELECT leg, hour::date, max(CASE WHEN fails > 0 THEN 2 WHEN degraded > 0 THEN 1 ELSE 0 END), sum(runs)
@@ -98,24 +98,24 @@ GROUP BY 1, 2""").format(h=h),
 WITH fails AS (
   SELECT f.leg, f.created_at, f.reason, f.metadata->>'trace_id' AS trace_id,
          (SELECT p.result FROM {t} p WHERE p.leg = f.leg AND p.created_at < f.created_at
-            AND p.environment IS NOT DISTINCT FROM %(env)s
+            AND coalesce(p.environment, '') = coalesce(%(env)s, '')
           ORDER BY p.created_at DESC LIMIT 1) AS previous
   FROM {t} f
   WHERE f.result = 'fail' AND f.created_at > now() - make_interval(days => %(incident_days)s)
-    AND f.leg = ANY(%(legs)s) AND f.environment IS NOT DISTINCT FROM %(env)s
+    AND f.leg = ANY(%(legs)s) AND coalesce(f.environment, '') = coalesce(%(env)s, '')
 ), starts AS (
   SELECT leg, created_at AS started, reason, trace_id FROM fails WHERE previous IS DISTINCT FROM 'fail'
   ORDER BY created_at DESC LIMIT %(max_incidents)s
 )
 SELECT s.leg, s.started, e.ended,
        (SELECT count(*) FROM {t} c WHERE c.leg = s.leg AND c.created_at >= s.started
-          AND c.environment IS NOT DISTINCT FROM %(env)s
+          AND coalesce(c.environment, '') = coalesce(%(env)s, '')
           AND c.created_at < coalesce(e.ended, 'infinity')) AS runs,
        s.reason, s.trace_id
 FROM starts s
 LEFT JOIN LATERAL (SELECT min(n.created_at) AS ended FROM {t} n
                    WHERE n.leg = s.leg AND n.created_at > s.started AND n.result <> 'fail'
-                     AND n.environment IS NOT DISTINCT FROM %(env)s) e ON true
+                     AND coalesce(n.environment, '') = coalesce(%(env)s, '')) e ON true
 ORDER BY s.started DESC""").format(t=t),
     }
 
@@ -151,7 +151,8 @@ class StatusSource:
 
         assert self.database_url is not None
         queries = _sql(self.table)
-        # Only this prober's environment: a laptop's rows in the same table never show, nor count.
+        # Only this prober's environment: a laptop's rows in the same table never show, nor count. It is
+        # matched as coalesce(environment, '') so that the (leg, environment, created_at) index serves.
         params = {"legs": list(LEGS), "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS,
                   "env": self.environment}
         with db.session(self.database_url, application_name="payment-probe-status") as conn:
