@@ -46,6 +46,8 @@ def _sql(table: str) -> dict[str, Any]:
         # The latest row of each leg, and since when its result has been the same (index walks).
         "current": sql.SQL("""
 SELECT l.leg, x.result, x.severity, x.reason, x.created_at, x.detail,
+       (SELECT min(e.created_at) FROM {t} e WHERE e.leg = l.leg
+          AND coalesce(e.environment, '') = coalesce(%(env)s, '')) AS first_at,
        (SELECT min(s.created_at) FROM {t} s WHERE s.leg = l.leg AND coalesce(s.environment, '') = coalesce(%(env)s, '')
           AND s.created_at > coalesce((
             SELECT max(o.at) FROM unnest(ARRAY['pass', 'degraded', 'fail']) AS r(result)
@@ -77,7 +79,7 @@ SELECT leg,
        sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '24 hours'),
        sum(runs) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
        sum(up) FILTER (WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '7 days'),
-       sum(runs), sum(up), min(hour)
+       sum(runs), sum(up)
 FROM {h} WHERE hour > date_trunc('hour', now() AT TIME ZONE 'UTC') - interval '30 days' AND leg = ANY(%(legs)s)
   AND environment = coalesce(%(env)s, '')
 GROUP BY leg""").format(h=h),
@@ -157,7 +159,7 @@ class StatusSource:
                   "env": self.environment}
         with db.session(self.database_url, application_name="payment-probe-status") as conn:
             conn.execute("SET TIME ZONE 'UTC'")
-            # leg -> (result, severity, reason, created_at, detail, since)
+            # leg -> (result, severity, reason, created_at, detail, first row's created_at, since)
             current = {r[0]: r[1:] for r in conn.execute(queries["current"], params).fetchall()}
             rolled_up = regclass(conn, hourly_table(self.table)) is not None
             uptime: dict[str, Any] = {}
@@ -186,14 +188,14 @@ class StatusSource:
                 "reason": cur[2] if cur else None,
                 "detail": cur[4] if cur else None,
                 "last_run_at": _iso(cur[3]) if cur else None,
-                "since": _iso(cur[5]) if cur else None,
+                "since": _iso(cur[6]) if cur else None,
                 "uptime": {
                     "24h": _ratio(up[1], up[0]) if up else None,
                     "7d": _ratio(up[3], up[2]) if up else None,
                     "30d": _ratio(up[5], up[4]) if up else None,
                 },
                 # How much history the uptime figures stand on: a period longer than this says so.
-                "data_seconds": _data_seconds(now, up[6]) if up else None,
+                "data_seconds": _data_seconds(now, cur[5]) if cur else None,
                 "latency_ms": {"p50": _round(latency[leg][0]) if leg in latency else None,
                                "p95": _round(latency[leg][1]) if leg in latency else None},
                 "days": [_day(today - timedelta(days=DAYS - 1 - i), days.get(leg, {})) for i in range(DAYS)]
@@ -253,11 +255,11 @@ class StatusSource:
         }
 
 
-def _data_seconds(now: datetime, first_hour: datetime | None) -> float | None:
-    """Seconds since the first hour of roll-up data (an hour bucket counts from its start)."""
-    if first_hour is None:
+def _data_seconds(now: datetime, first_at: datetime | None) -> float | None:
+    """How long the leg's history is: seconds since its first row (one index step)."""
+    if first_at is None:
         return None
-    return max(0.0, (now - _utc(first_hour)).total_seconds())
+    return max(0.0, (now - _utc(first_at)).total_seconds())
 
 
 def _ratio(up: int, total: int) -> float | None:

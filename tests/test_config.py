@@ -297,6 +297,7 @@ def test_secret_files_that_would_block_or_blow_up_are_exit_2_from_the_runner(tmp
         assert proc.returncode == 2, (path, proc.stderr)
         assert proc.stderr.strip().splitlines() == [f"payment-probe: PAYMENT_PROBE_API_TOKEN_FILE: expected {accepted}"]
         assert int(proc.stdout.strip()) < 200 * 1024, path  # KiB: nothing near the file's size was read
+        print(f"{path}: exit 2, peak RSS {int(proc.stdout.strip()) / 1024:.0f} MB")
     exact = tmp_path / "exact"
     exact.write_text("a" * (64 * 1024))
     assert load_config({"PAYMENT_PROBE_API_TOKEN_FILE": str(exact)}).api_token.reveal() == "a" * (64 * 1024)  # type: ignore[union-attr]

@@ -208,9 +208,11 @@ def test_sigterm_during_a_confirmation_delay_exits_0_at_once_and_starts_nothing(
                  "the first checkout attempt", step=0.05)
         time.sleep(0.5)  # the attempt's 500 is judged in milliseconds: the runner is in the 120 s delay now
         seen = len(sandbox.requests)
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         # Before: the delays were waited out (2 x 120 s). The bound: the leg timeout plus the sinks' budgets.
         _out, err = proc.communicate(timeout=5 + FLUSH_SECONDS)
+        print(f"SIGTERM in a 120 s confirmation delay: exit {proc.returncode} after {time.monotonic() - signalled:.1f}s")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -327,6 +329,7 @@ def test_an_address_that_black_holes_is_followed_by_the_next(probe: Probe, monke
                                context=context)
     finally:
         hole.close()
+    print(f"first address black-holed: {answer.status} after {answer.phases['connect']:.3f}s of connect")
     assert answer.status == 200
     assert answer.phases["connect"] >= wire.HAPPY_EYEBALLS_DELAY  # the first address was tried first
 

@@ -75,8 +75,10 @@ def test_every_expression_returns_data_against_a_real_prometheus(sandbox: object
         return list(answer["data"]["result"])
 
     try:
-        # Runs scraped, and the certificate leg's gauge among them.
-        wait_for(lambda: (result("sum(instant_payment_probe_runs_total) >= 4") or [])
+        # Several scrapes of several runs (rate() and increase() need two samples), the certificate
+        # leg's gauge among them.
+        wait_for(lambda: (result("count_over_time(instant_payment_probe_runs_total[1h]) >= 6") or [])
+                 and (result("changes(instant_payment_probe_runs_total[1h]) >= 3") or [])
                  and result("instant_payment_probe_tls_cert_expiry_timestamp_seconds > 0"), 120,
                  "Prometheus holding the runner's runs", step=0.5)
         empty = []
