@@ -185,7 +185,7 @@ def test_a_critical_fault_reaches_the_pager_through_alertmanager_and_resolves(
         assert (labels["leg"], labels["severity"]) == ("webhook_security", "critical")
         assert notes["summary"].startswith("webhook_security: unsigned_accepted — ")
         assert notes["runbook_url"].endswith("/docs/runbooks/PaymentProbeWebhookSecurityFailing.md")
-        assert notes["description"]
+        assert notes["description"].endswith("Latest reason by location: local: unsigned_accepted.")
         assert receiver.alerts("/chat", name, "firing") == []  # a critical goes to the pager, not to chat
         sandbox.faults.replace([])  # type: ignore[attr-defined]
         wait_for(lambda: receiver.alerts("/pager", name, "resolved"), 90, "the resolution at the receiver", step=0.2)

@@ -21,25 +21,32 @@ def alive(values, first, last):
 NO_REASON = "no reason reported"  # a case without instant_payment_probe_leg_reason_info series
 
 
-def reason_series(leg, reason, minutes, location=None, instance="a"):
-    """The leg's latest reason (1), as the runner exports it: what a summary names."""
-    where = f'instance="{instance}",' + (f'location="{location}",' if location else "")
+def reason_series(leg, reason, minutes, location="local", instance="a"):
+    """The leg's latest reason (1), as the runner exports it (with its location): what a summary and a
+    description name."""
+    where = f'instance="{instance}",location="{location}",'
     return {"series": f'instant_payment_probe_leg_reason_info{{{where}leg="{leg}",reason="{reason}"}}',
             "values": f"1x{minutes}"}
 
 
-def leg_failing(leg, value, extra=None, reason=NO_REASON):
+def latest(reason, location="local"):
+    """The description's last sentence: each location's latest reason for the leg."""
+    return f" Latest reason by location: {location}: {reason}." if reason != NO_REASON else \
+        " Latest reason by location: none reported."
+
+
+def leg_failing(leg, value, extra=None, reason=NO_REASON, location="local"):
     return {"exp_labels": {"severity": "page", "team": "billing-oncall", "leg": leg},
             "exp_annotations": {
                 "summary": f"{leg}: {reason} — failing, confirmed in {value} location(s)",
-                "description": f"The synthetic leg {leg} is failing in {value} location(s): each ran it again inside the run and every attempt failed (or, with confirmation off, it failed 2 of its last 3 runs there). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\").",
+                "description": f"The synthetic leg {leg} is failing in {value} location(s): each ran it again inside the run and every attempt failed (or, with confirmation off, it failed 2 of its last 3 runs there). The money path it checks is broken, not merely unconfigured. Failure reasons are in the audit_log table and the JSON logs (field \"reason\")." + latest(reason, location),
                 "runbook_url": RUNBOOK.format("PaymentProbeLegFailing")}}
 
-def one_location(leg, location, reason=NO_REASON):
+def one_location(leg, location, reason=NO_REASON, reason_location="local"):
     return {"exp_labels": {"severity": "ticket", "team": "billing-oncall", "leg": leg, "location": location},
             "exp_annotations": {
                 "summary": f"{leg}: {reason} — fails only from {location}",
-                "description": f"The leg {leg} is failing, confirmed, in location {location} while another location runs it and does not fail it. Check that location's network (DNS, egress, NAT) before the billing API. It pages (PaymentProbeLegFailing) once a second location agrees.",
+                "description": f"The leg {leg} is failing, confirmed, in location {location} while another location runs it and does not fail it. Check that location's network (DNS, egress, NAT) before the billing API. It pages (PaymentProbeLegFailing) once a second location agrees." + latest(reason, reason_location),
                 "runbook_url": RUNBOOK.format("PaymentProbeLegFailingInOneLocation")}}
 
 def silent(location, age):
@@ -58,7 +65,7 @@ def security(leg, reason=NO_REASON):
     return {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg": leg},
             "exp_annotations": {
                 "summary": f"{leg}: {reason} — the payment webhook accepted what it must refuse",
-                "description": SECURITY_TEXT.format(leg),
+                "description": SECURITY_TEXT.format(leg) + latest(reason),
                 "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
 
 WEBHOOK = security("webhook_security")
@@ -114,7 +121,7 @@ tests.append({"name": "degraded every run", "interval": "1m", "input_series": [
                      at(50, "PaymentProbeLegDegraded", []),
                      at(51, "PaymentProbeLegDegraded", [{"exp_labels": {"severity": "ticket", "team": "billing-oncall", "leg": "upgrade_webhook_e2e"},
                         "exp_annotations": {"summary": "upgrade_webhook_e2e: config_missing:PAYMENT_PROBE_DATABASE_URL — degraded in most runs of the last hour",
-                                            "description": "The leg upgrade_webhook_e2e was degraded in 7 of the last hour's runs (most of 12): slow, unconfigured (config_missing:...), or its credentials refused or rate-limited. Degraded never pages; this ticket makes sure a silent gap in coverage gets fixed.",
+                                            "description": "The leg upgrade_webhook_e2e was degraded in 7 of the last hour's runs (most of 12): slow, unconfigured (config_missing:...), or its credentials refused or rate-limited. Degraded never pages; this ticket makes sure a silent gap in coverage gets fixed." + latest("config_missing:PAYMENT_PROBE_DATABASE_URL"),
                                             "runbook_url": RUNBOOK.format("PaymentProbeLegDegraded")}}])]})
 # 6. Dead man's switch: the last run at 10m, then nothing: fires 17 minutes later (3 intervals + 1m + its 1m hold).
 tests.append({"name": "no recent run", "interval": "1m", "input_series": [
@@ -263,8 +270,8 @@ tests.append({"name": "one location, confirmation on: the first confirmed failur
  "input_series": location_series("eu", {21, 26}, RUNS - {21, 26})
    + [reason_series("billing_state", "http_status:503", 60, location="eu", instance="pod-eu")],
  "alert_rule_test": [at(20, "PaymentProbeLegFailing", []),
-                     at(21, "PaymentProbeLegFailing", [leg_failing("billing_state", 1, reason="http_status:503")]),
-                     at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 1, reason="http_status:503")]),
+                     at(21, "PaymentProbeLegFailing", [leg_failing("billing_state", 1, reason="http_status:503", location="eu")]),
+                     at(26, "PaymentProbeLegFailing", [leg_failing("billing_state", 1, reason="http_status:503", location="eu")]),
                      at(32, "PaymentProbeLegFailing", []), at(21, "PaymentProbeLegFailingInOneLocation", [])]})
 # 20. Two locations, confirmation on, one fails: a ticket naming it, no page. 21. Both fail: a page at the
 #     scrape of the second location's confirmed failure, no ticket.
