@@ -109,19 +109,19 @@ class StopAfterSignal:
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-        if self.stop.is_set():
-            item.session.shouldstop = self.REASON
-            return True  # handled: not run
-        return None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.stop.is_set() and report.when == "teardown" and self._session is not None:
-            self._session.shouldstop = self.REASON
-
-    _session: pytest.Session | None = None
+        self._session: pytest.Session | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._session = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        if self.stop.is_set():  # the signal came before this leg began: it is not begun
+            item.session.shouldstop = self.REASON
+            return True
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """After the attempt running when the signal came (its teardown, the reap, included)."""
+        if self.stop.is_set() and report.when == "teardown" and self._session is not None:
+            self._session.shouldstop = self.REASON

@@ -7,6 +7,8 @@ Loaded by the repository's ``conftest.py`` (laptop and CI gate) and by the runne
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -71,9 +73,6 @@ def _config_from_options(config: pytest.Config) -> ProbeConfig:
 
 
 def _pytest_base_url_loads() -> bool:
-    import importlib.util
-    import os
-
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         return False
     try:
