@@ -631,7 +631,8 @@ def render(results: dict[str, Any]) -> str:
         f"{pr['prober_wall_ms']:.0f} ms vs {pr['bare_wall_ms']:.0f} ms (**{pr['wall_ratio']:.1f}x**); RSS "
         f"{pr['rss_mb_start']:.1f} -> {pr['rss_mb_end']:.1f} MB | CPU <= 4x, wall <= 2.5x | "
         f"{'yes' if pr['cpu_ratio'] <= 4 and pr['wall_ratio'] <= 2.5 else 'no'} |",
-        f"| status page ({st['rows']:,} rows: 90 days x {st['rows'] // (90 * 288)} legs x 5 min; {st['reps']} renders) | snapshot + HTML "
+        f"| status page ({st['rows']:,} rows: 90 days x {st['rows'] // (90 * 288)} legs x 5 min; {st['reps']} "
+        f"renders) | snapshot + HTML "
         f"**{st['render_median_ms']:.1f} ms** median (p90 {st['render_p90_ms']:.1f} ms), "
         f"{st['page_bytes'] / 1024:.0f} KiB "
         f"| <= 200 ms | {'yes' if st['render_median_ms'] <= 200 else 'no'} |",
