@@ -20,6 +20,8 @@ GRANT SELECT, INSERT ON audit_log TO payment_probe;
 GRANT SELECT ON audit_log_hourly TO payment_probe;
 GRANT SELECT ON payment_probe_maintenance TO payment_probe;
 GRANT SELECT, INSERT, DELETE ON payment_probe_slots TO payment_probe;
+-- Locations other than `local` take their leadership lock's number here (registered on first use).
+GRANT SELECT, INSERT ON payment_probe_locations TO payment_probe;
 GRANT SELECT, INSERT, DELETE ON teams TO payment_probe;
 REVOKE UPDATE, TRUNCATE ON teams FROM payment_probe;
 
