@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from runner.legrun import LEGS_DIR
+from runner.legrun import installed_legs_args
 from runner.signals.outcome import Outcome
 from runner.signals.plugin import degraded_by_the_api, not_configured
 from synthetics.config import ConfigError, load_config
@@ -78,14 +78,8 @@ def run_gate(argv: Sequence[str]) -> int:
         _say(str(exc))
         return EXIT_CONFIG
     verdict = _Verdict()
-    pytest_args = [
-        LEGS_DIR, "--rootdir", LEGS_DIR,
-        "-c", os.devnull,  # never the application's pytest.ini (its addopts, its testpaths)
-        "--confcutdir", LEGS_DIR,  # nor a conftest.py above the installed legs
-        "-p", "synthetics.plugin", "-p", "runner.signals.plugin", "-p", "no:cacheprovider",
-        "--import-mode=importlib", "-m", args.markers, "--base-url", base_url,
-        "--probe-fail-on", args.fail_on, *rest,
-    ]
+    pytest_args = [*installed_legs_args(), "-p", "no:cacheprovider", "-m", args.markers, "--base-url", base_url,
+                   "--probe-fail-on", args.fail_on, *rest]
     code = int(pytest.main(pytest_args, plugins=[verdict]))
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.INTERRUPTED):
         _say(f"pytest could not run the legs (exit {code}); see the error above")

@@ -43,6 +43,19 @@ UNUSED_PLUGINS = (
 )
 
 
+def installed_legs_args() -> list[str]:
+    """pytest on the installed legs and nothing of the directory it runs in (the runner's and the gate's)."""
+    return [
+        LEGS_DIR,
+        "--rootdir", LEGS_DIR,
+        "-c", os.devnull,  # never pick up an ini of whatever directory we run in (its addopts, testpaths),
+        "--confcutdir", LEGS_DIR,  # nor a conftest.py above the legs (a checkout's or an application's)
+        "-p", "synthetics.plugin",
+        "-p", "runner.signals.plugin",
+        "--import-mode=importlib",
+    ]
+
+
 @dataclass(frozen=True)
 class RunReport:
     run_id: str
@@ -89,14 +102,8 @@ class LegRunner:
 
     def args(self, run_id: str) -> list[str]:
         return [
-            LEGS_DIR,
-            "--rootdir", LEGS_DIR,
-            "-c", os.devnull,  # never pick up an ini of whatever directory we run in,
-            "--confcutdir", LEGS_DIR,  # nor a conftest.py above the legs (a checkout's root one)
-            "-p", "synthetics.plugin",
-            "-p", "runner.signals.plugin",
+            *installed_legs_args(),
             *(arg for name in UNUSED_PLUGINS for arg in ("-p", f"no:{name}")),
-            "--import-mode=importlib",
             "--continue-on-collection-errors",  # one broken leg module must not silence the rest
             "-m", MARK_EXPRESSION,
             f"--run-id={run_id}",

@@ -120,8 +120,9 @@ def read_secret_file(variable: str, path: str) -> str:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(variable, "a regular file holding the secret (not a FIFO, device or directory)")
+        too_large = f"a file of at most {SECRET_FILE_MAX_BYTES // 1024} KiB holding the secret"
         if info.st_size > SECRET_FILE_MAX_BYTES:
-            raise ConfigError(variable, f"a file of at most {SECRET_FILE_MAX_BYTES // 1024} KiB holding the secret")
+            raise ConfigError(variable, too_large)
         chunks: list[bytes] = []
         size = 0
         while size <= SECRET_FILE_MAX_BYTES:  # the file may grow after fstat: the cap holds anyway
@@ -131,7 +132,7 @@ def read_secret_file(variable: str, path: str) -> str:
             chunks.append(chunk)
             size += len(chunk)
         if size > SECRET_FILE_MAX_BYTES:
-            raise ConfigError(variable, f"a file of at most {SECRET_FILE_MAX_BYTES // 1024} KiB holding the secret")
+            raise ConfigError(variable, too_large)
         return b"".join(chunks).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         raise ConfigError(variable, accepted) from None
@@ -374,18 +375,22 @@ class ProbeConfig:
         if self.client_key:
             values.extend(_key_material(self.client_key))
         if self.otel_headers:  # "api-key=VALUE,x-team=VALUE": each value, raw and URL-decoded
-            from urllib.parse import unquote
-
-            for pair in self.otel_headers.reveal().split(","):
-                value = pair.partition("=")[2].strip()
-                values += [value, unquote(value)]
-        if self.otel_endpoint:  # "https://collector/v1/traces?api_key=VALUE": each query value
-            from urllib.parse import parse_qsl
-
-            query = urlsplit(self.otel_endpoint.reveal()).query
-            values += [value for _name, value in parse_qsl(query, keep_blank_values=False)]
-            values += [pair.partition("=")[2] for pair in query.split("&") if pair.partition("=")[2]]
+            values += _pair_values(self.otel_headers.reveal(), ",")
+        if self.otel_endpoint:  # "https://collector/v1/traces?api_key=VALUE": each query value, the same
+            values += _pair_values(urlsplit(self.otel_endpoint.reveal()).query, "&")
         return tuple(values)
+
+
+def _pair_values(text: str, separator: str) -> list[str]:
+    """The values of ``name=value`` pairs, raw and URL-decoded both ways (``%20`` and ``+``), as they may be printed."""
+    from urllib.parse import unquote, unquote_plus
+
+    values: list[str] = []
+    for pair in text.split(separator):
+        value = pair.partition("=")[2].strip()
+        if value:
+            values += [value, unquote(value), unquote_plus(value)]
+    return values
 
 
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -408,7 +413,7 @@ def parse_otlp_endpoint(env: Mapping[str, str]) -> str | None:
         except ValueError:
             raise ConfigError(name, accepted) from None
         if parts.scheme not in ("http", "https") or not parts.hostname or not _is_host(parts.hostname) \
-                or port == 0 or any(ord(c) < 33 or ord(c) > 126 for c in value):
+                or port == 0 or not _printable_ascii(value) or " " in value:
             raise ConfigError(name, accepted)
         chosen = chosen or value
     return chosen

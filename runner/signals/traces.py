@@ -107,9 +107,9 @@ class Traces:
         if not wanted(env):
             return None
         from runner.extras import require
+        from synthetics.config import OTLP_ENDPOINT_VARIABLES
 
-        which = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") else \
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        which = next(name for name in OTLP_ENDPOINT_VARIABLES if (env.get(name) or "").strip())
         require("traces", f"{which} (traces)")
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
