@@ -503,12 +503,13 @@ def _scrape(port: int) -> dict[str, float]:
     return values
 
 
-def bench_production(sandbox: SandboxServer, database_url: str, workdir: Path, runs: int) -> dict[str, Any]:
+def bench_production(sandbox: SandboxServer, database_url: str, workdir: Path, runs: int,
+                     **extra: str) -> dict[str, Any]:
     """CPU per run of the command operators run, from /proc of its process, beside a bare script doing
     the same HTTP and SQL and beside an empty in-process pytest.main (the floor), all measured now."""
     port = free_port()
     env = {**os.environ, **probe_env(sandbox, database_url, workdir / "spool-prod", PAYMENT_PROBE_INTERVAL_SECONDS="1",
-                                     PAYMENT_PROBE_METRICS_PORT=str(port))}
+                                     PAYMENT_PROBE_METRICS_PORT=str(port), **extra)}
     proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run"], env=env, cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     me = psutil.Process(proc.pid)
@@ -550,6 +551,23 @@ def bench_production(sandbox: SandboxServer, database_url: str, workdir: Path, r
             "floor_cpu_ms_per_run": floor * 1000, "cpu_ratio": prober_cpu / bare_cpu,
             "prober_wall_ms": wall * 1000, "bare_wall_ms": bare_wall * 1000, "wall_ratio": wall / bare_wall,
             "rss_mb_start": start[2] / 2**20, "rss_mb_end": end[2] / 2**20}
+
+
+HTTP_LEGS = "checkout_reachable,billing_state,invoices_reachable,webhook_security"
+
+
+def bench_cadence(sandbox: SandboxServer, database_url: str, workdir: Path, runs: int) -> dict[str, Any]:
+    """The runner's CPU per hour at SPEC 18's defaults, from two measured runs: a tick of the four 60 s HTTP
+    legs alone, and a tick of every leg. An hour holds 60 ticks; at the 12 five-minute marks (4 of them also
+    15-minute marks) the money path runs too, counted here as a tick of every leg (an upper bound). The
+    single 5-minute cadence of before was 12 runs of every leg an hour."""
+    http = bench_production(sandbox, database_url, workdir, runs, PAYMENT_PROBE_LEGS=HTTP_LEGS)
+    every = bench_production(sandbox, database_url, workdir, runs)
+    http_ms, every_ms = http["prober_cpu_ms_per_run"], every["prober_cpu_ms_per_run"]
+    per_hour = 48 * http_ms + 12 * every_ms
+    before = 12 * every_ms
+    return {"runs": runs, "http_tick_cpu_ms": http_ms, "every_leg_cpu_ms": every_ms,
+            "cpu_s_per_hour": per_hour / 1000, "before_cpu_s_per_hour": before / 1000, "ratio": per_hour / before}
 
 
 # ---- 5. parallel legs -------------------------------------------------------------------------------
@@ -631,6 +649,12 @@ def render(results: dict[str, Any]) -> str:
         f"{pr['prober_wall_ms']:.0f} ms vs {pr['bare_wall_ms']:.0f} ms (**{pr['wall_ratio']:.1f}x**); RSS "
         f"{pr['rss_mb_start']:.1f} -> {pr['rss_mb_end']:.1f} MB | CPU <= 4x, wall <= 2.5x | "
         f"{'yes' if pr['cpu_ratio'] <= 4 and pr['wall_ratio'] <= 2.5 else 'no'} |",
+        *([f"| CPU per hour at the default cadence (SPEC 18) | a tick of the four 60 s HTTP legs "
+           f"{results['cadence']['http_tick_cpu_ms']:.0f} ms, a tick of every leg "
+           f"{results['cadence']['every_leg_cpu_ms']:.0f} ms: "
+           f"**{results['cadence']['cpu_s_per_hour']:.1f} s of CPU per hour** (48 + 12 ticks) vs "
+           f"{results['cadence']['before_cpu_s_per_hour']:.1f} s at the single 5-minute cadence "
+           f"(**{results['cadence']['ratio']:.1f}x**) | (reported) | - |"] if "cadence" in results else []),
         f"| status page ({st['rows']:,} rows: 90 days x {st['rows'] // (90 * 288)} legs x 5 min; {st['reps']} "
         f"renders) | snapshot + HTML "
         f"**{st['render_median_ms']:.1f} ms** median (p90 {st['render_p90_ms']:.1f} ms), "
@@ -676,7 +700,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--only", choices=["overhead", "plugin", "fidelity", "parser", "traces", "status",
-                                           "production", "soak", "footprint", "parallel"],
+                                           "production", "cadence", "soak", "footprint", "parallel"],
                         help="run one benchmark and print it (RESULTS.md is written only by a full run)")
     args = parser.parse_args()
     reps, soak_runs = (5, 110) if args.quick else (40, 1000)
@@ -695,6 +719,7 @@ def main() -> int:
                      ("traces", lambda: bench_traces(sandbox, pg.url, workdir, reps)),
                      ("status", lambda: bench_status(sandbox, pg.url, workdir, reps)),
                      ("production", lambda: bench_production(sandbox, pg.url, workdir, 10 if args.quick else 60)),
+                     ("cadence", lambda: bench_cadence(sandbox, pg.url, workdir, 10 if args.quick else 30)),
                      ("soak", lambda: bench_soak(sandbox, pg.url, workdir, soak_runs)),
                      ("footprint", lambda: bench_footprint(sandbox, pg.url, workdir)),
                      ("parallel", lambda: bench_parallel(sandbox, pg.url, workdir, 500)))

@@ -50,7 +50,7 @@ class App:
         self.metrics.enabled.set(1 if config.enabled else 0)
         self.metrics.confirm_retries.set(config.confirm_retries)
         if config.enabled:
-            self.metrics.prime()
+            self.metrics.prime({leg: config.interval_of(leg) for leg in config.legs})
         self.http: ProbeHTTPServer | None = None
         from runner.signals.traces import Traces
 
@@ -67,7 +67,8 @@ class App:
         self.runner = Runner(config, self.metrics, LegRunner(config, plugin, quiet=quiet_pytest),
                              on_run=self._remember, first_run_grace_seconds=first_run_grace_seconds)
         self.status = StatusSnapshots(StatusSource(
-            config.database_url if config.enabled else None, config.audit_table, config.interval_seconds,
+            config.database_url if config.enabled else None, config.audit_table,
+            {leg: config.interval_of(leg) for leg in config.legs},
             recent=lambda: self.recent, environment=config.environment,
             window=lambda: self.runner.maintenance_window if self.runner.maintenance_open else None,
         ))
@@ -79,6 +80,10 @@ class App:
             self._migrate()
             if self._clustered:
                 self.runner.leadership = Leadership(config.database_url, replica_name(), config.location)
+            from synthetics import db
+
+            with db.one_detection():  # the location's latest runs, before the first scrape (runner.leghistory)
+                self.runner.follow()
         if self._serve_http:
             try:
                 self.http = ProbeHTTPServer(config.metrics_host, config.metrics_port,

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the legs every interval (flag-gated by PAYMENT_PROBE_ENABLED)",
-                         description="Run the legs every PAYMENT_PROBE_INTERVAL_SECONDS, one replica "
+                         description="Run each leg on its interval (PAYMENT_PROBE_LEG_INTERVALS), one replica "
                          "per cluster, serving /metrics and /healthz.")
     run.add_argument("--once", action="store_true",
                      help="run one cycle and exit: 0 nothing failed, 1 a leg failed, 2 bad configuration")
@@ -104,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--provider", choices=list(PROVIDERS), default=None,
                       help="the webhook scheme the sandbox verifies and the legs speak (default "
                       "PAYMENT_PROBE_PROVIDER, else razorpay)")
-    demo.add_argument("--interval", type=float, default=15.0, help="seconds between runs (default 15)")
+    demo.add_argument("--interval", type=float, default=None,
+                      help="every leg's interval in seconds (default: the HTTP legs every 10 s, the money path "
+                      "and the certificate every 30 s, unless PAYMENT_PROBE_LEG_INTERVALS or "
+                      "PAYMENT_PROBE_INTERVAL_SECONDS says otherwise)")
     demo.add_argument("--metrics-port", type=int, default=None,
                       help="default 9466, or a free port if that one is busy")
     return parser

@@ -24,6 +24,10 @@ from synthetics.secret import Secret
 
 DEMO_SECRET = "whsec_ZGVtbyBvbmx5LCBub3QgYSByZWFsIHNlY3JldA=="  # base64 after whsec_: fits every scheme
 DEMO_PLAN = "plan_test_pro"
+# A cadence that shows the mechanism in a minute (SPEC 18): the HTTP legs every 10 s, the rest every 30 s.
+DEMO_INTERVALS = (("checkout_reachable", 10.0), ("billing_state", 10.0), ("invoices_reachable", 10.0),
+                  ("webhook_security", 10.0), ("upgrade_webhook_e2e", 30.0), ("tls_certificate", 30.0),
+                  ("webhook_replay", 30.0))
 
 
 def _port_free(port: int) -> bool:
@@ -44,7 +48,16 @@ def print_run(report: RunReport) -> None:
     print(format_run(report), flush=True)
 
 
-def run_demo(base: ProbeConfig, faults: list[str], interval: float, metrics_port: int | None) -> int:
+def demo_cadence(base: ProbeConfig, interval: float | None) -> dict[str, object]:
+    """``--interval`` for every leg; else the operator's own cadence if they set one; else the demo's."""
+    if interval is not None:
+        return {"interval_seconds": interval, "leg_intervals": ()}
+    if base.interval_seconds is not None or base.leg_intervals:
+        return {}
+    return {"leg_intervals": DEMO_INTERVALS}
+
+
+def run_demo(base: ProbeConfig, faults: list[str], interval: float | None, metrics_port: int | None) -> int:
     """``base`` is the operator's validated configuration: the demo replaces what it must (the
     sandbox's URL, the embedded database, the private CA) and keeps the rest."""
     from sandbox.faults import UnknownFault
@@ -73,7 +86,7 @@ def run_demo(base: ProbeConfig, faults: list[str], interval: float, metrics_port
         cleanup.callback(sandbox.stop)
         config = dataclasses.replace(
             base, enabled=True, base_url=sandbox.url, database_url=Secret(database_url),
-            webhook_secret=Secret(DEMO_SECRET), test_plan_id_pro=DEMO_PLAN, interval_seconds=interval,
+            webhook_secret=Secret(DEMO_SECRET), test_plan_id_pro=DEMO_PLAN, **demo_cadence(base, interval),  # type: ignore[arg-type]
             metrics_port=port, metrics_host="127.0.0.1", environment=base.environment or "demo",
             spool_dir=str(workdir / "spool"), ca_bundle=str(tls.ca_path),
             # Shorter waits than production's, unless the operator set their own.
@@ -100,7 +113,8 @@ def run_demo(base: ProbeConfig, faults: list[str], interval: float, metrics_port
         print(f"JSON outcome log     {log_path}")
         print(f"switch faults live   curl --cacert {tls.ca_path} -X POST {sandbox.url}/_sandbox/faults "
               "-d '{\"faults\": [\"webhook_accept_unsigned\"]}'")
-        print(f"running every {interval:g}s; Ctrl-C to stop", flush=True)
+        every = ", ".join(f"{leg} {config.interval_of(leg):g}s" for leg in config.legs)
+        print(f"running each leg on its interval ({every}); Ctrl-C to stop", flush=True)
         app.run_forever()
         return 0
 

@@ -6,11 +6,12 @@ leg's reap run after a timeout, and signals are only delivered there.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from runner.signals.plugin import SignalsPlugin
 from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.plugin import ProvidedConfig
-from synthetics.registry import LEGS, worst_case_seconds
+from synthetics.registry import LEGS, slow_threshold, worst_case_seconds
 
 LEGS_DIR = str(Path(synthetics.__file__).parent)
 MARK_EXPRESSION = "prod_safe or upgrade"
@@ -99,6 +100,7 @@ class LegRunner:
         self.plugin = plugin
         self.extra_args = list(extra_args or [])
         self.quiet = quiet
+        self.took: dict[str, float] = {}  # each leg's latest run, its retries included (runner.confirm)
 
     def args(self, run_id: str) -> list[str]:
         return [
@@ -112,18 +114,24 @@ class LegRunner:
             *self.extra_args,
         ]
 
-    def run(self, run_id: str, deadline: float | None = None, stop: threading.Event | None = None) -> RunReport:
-        """One session; with a ``deadline`` (the slot's end, wall time) and retries configured, a failed
-        leg is confirmed inside the run (SPEC 15). Once ``stop`` is set (SIGTERM) no further attempt
-        starts: the leg running finishes, the others are not begun, the sinks flush."""
+    def run(self, run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
+            stop: threading.Event | None = None) -> RunReport:
+        """One session of ``legs`` (default: every leg the config selects). With a ``slot_start`` (wall time)
+        and retries configured, a failed leg is confirmed inside its own interval (SPEC 15, 18). Once
+        ``stop`` is set (SIGTERM) no further attempt starts: the leg running finishes, the others are
+        not begun, the sinks flush."""
         started = time.perf_counter()
         stop = stop or threading.Event()
-        plugins: list[object] = [ProvidedConfig(self.config), self.plugin, StopAfterSignal(stop)]
-        if deadline is not None and self.config.confirm_retries > 0:
-            config = self.config
+        config = self.config
+        session_config = config if legs is None else dataclasses.replace(config, legs=tuple(legs))
+        plugins: list[object] = [ProvidedConfig(session_config), self.plugin, StopAfterSignal(stop)]
+        if slot_start is not None and config.confirm_retries > 0:
+            start = slot_start
             plugins.append(Confirmation(config.confirm_retries, config.confirm_delay_seconds,
-                                        lambda leg: worst_case_seconds(LEGS[leg], config), deadline, stop,
-                                        tail_seconds=FLUSH_SECONDS))
+                                        lambda leg: worst_case_seconds(LEGS[leg], config),
+                                        lambda leg: start + config.interval_of(leg), stop,
+                                        tail_seconds=FLUSH_SECONDS, took=self.took,
+                                        budget_seconds=lambda leg: slow_threshold(LEGS[leg], config)))
         with stdout_redirected(self.quiet), db.one_detection():
             code = pytest.main(self.args(run_id), plugins=plugins)
         return RunReport(

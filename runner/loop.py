@@ -1,7 +1,8 @@
 """The continuous runner: every interval slot, one run of the legs, on one replica of the cluster.
 
-Slots are wall-clock multiples of the interval (fixed rate, no drift, and every replica
-agrees on them). A run serves the slot it starts in: one that overruns its slot delays the next
+The loop ticks at the shortest leg interval (SPEC 18); slots are wall-clock multiples of it (fixed
+rate, no drift, and every replica agrees on them), and each tick runs the legs whose interval
+divides its time. A run serves the slot it starts in: one that overruns its slot delays the next
 one, never skips it; runs never overlap. Nothing raised by a run ends the loop; SIGTERM/SIGINT
 let the current leg attempt finish, start nothing more, flush, and exit.
 """
@@ -28,7 +29,6 @@ from runner.sweep import sweep_orphans
 from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.db import GUARD_SECONDS
-from synthetics.registry import LEGS
 
 log = logging.getLogger("payment_probe.runner")
 
@@ -66,7 +66,7 @@ class Runner:
         # A fresh process's first run waits this long, so Prometheus scrapes its primed zeros
         # first and the alert rules count that run (a restart must not hide a failure).
         self.first_run_grace_seconds = (
-            min(FIRST_RUN_GRACE_SECONDS, config.interval_seconds) if first_run_grace_seconds is None
+            min(FIRST_RUN_GRACE_SECONDS, config.tick_seconds) if first_run_grace_seconds is None
             else first_run_grace_seconds
         )
         self.stop_requested = threading.Event()
@@ -82,9 +82,9 @@ class Runner:
     def stale_after_seconds(self) -> float:
         """The run's wall-time bound: every leg's timeout plus every bounded step around the legs
         (leadership, maintenance, sweep, audit flush, events, Pushgateway), plus the slot the
-        confirmation's retries may fill (they are made only while they fit in it). Past it the loop is stuck."""
-        confirming = self.config.interval_seconds if self.config.confirm_retries > 0 else 0.0
-        return len(LEGS) * self.config.leg_timeout_seconds + SURROUNDING_STEPS_SECONDS + confirming
+        confirmation's retries may fill (each leg's inside its own interval). Past it the loop is stuck."""
+        confirming = self.config.longest_interval_seconds if self.config.confirm_retries > 0 else 0.0
+        return len(self.config.legs) * self.config.leg_timeout_seconds + SURROUNDING_STEPS_SECONDS + confirming
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self.last_heartbeat
@@ -113,7 +113,7 @@ class Runner:
             self.last_heartbeat = time.monotonic()
 
     def run_forever(self, max_runs: int | None = None) -> None:
-        interval = self.config.interval_seconds
+        interval = self.config.tick_seconds
         next_slot = math.floor(time.time() / interval) * interval
         not_before = time.time() + (self.first_run_grace_seconds if self.runs_done == 0 else 0.0)
         while not self.stop_requested.is_set():
@@ -141,6 +141,7 @@ class Runner:
             with db.one_detection():  # a frozen database is detected once per run, not once per step
                 leadership = self.leadership
                 if leadership is not None and not (leadership.is_leader() and leadership.claim(slot_start)):
+                    self.follow()  # another replica runs this tick: export what it recorded
                     return None
                 return self.run_once(slot_start)
         except Exception as exc:
@@ -149,6 +150,23 @@ class Runner:
             return None
         finally:
             self.last_heartbeat = time.monotonic()
+
+    def follow(self) -> None:
+        """Read this location's latest runs of each leg from the audit table into the exported view
+        (runner.leghistory): every replica's gauges say what the location's leader recorded. Bounded
+        (one guarded statement); while the database is out the view stays as it was."""
+        history = self.metrics.history
+        if not self.config.database_url or history is None or db.OUTAGE.out_since_last_run:
+            return
+        from runner.leghistory import read_latest_runs
+
+        try:
+            latest = read_latest_runs(self.config.database_url, self.config.audit_table, history.legs,
+                                      self.config.location, self.config.environment)
+        except Exception as exc:
+            log.debug("could not read the location's latest runs (%s)", type(exc).__name__)
+            return
+        history.replace(latest)
 
     def refresh_maintenance(self) -> bool:
         """Is a maintenance window open? Read from the database; while it cannot be read, the window
@@ -189,11 +207,13 @@ class Runner:
         self.metrics.maintenance.set(1 if is_open else 0)
 
     def run_once(self, slot_start: float | None = None) -> RunReport:
+        """One run: at a tick, the legs due at it; without a slot (``run --once``), every selected leg."""
         self.legs.plugin.maintenance = self.refresh_maintenance()
         self.sweep()
-        # A confirmation retry must end inside the slot the run serves (or, once, within an interval).
-        deadline = (time.time() if slot_start is None else slot_start) + self.config.interval_seconds
-        report = self.legs.run(new_run_id(slot_start), deadline, self.stop_requested)
+        legs = self.config.legs if slot_start is None else self.config.due_legs(slot_start)
+        # A confirmation retry must end inside its leg's interval, counted from the slot (or now, once).
+        start = time.time() if slot_start is None else slot_start
+        report = self.legs.run(new_run_id(slot_start), start, legs, self.stop_requested)
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays
         # flat; everything alive after the first run (modules, plugins, registry, sinks) lives as
@@ -207,10 +227,10 @@ class Runner:
             # start every time must not look like a healthy prober.
             self.metrics.runs.inc()
             self.metrics.last_run.set(report.finished_at)
-        if not report.stopped and (report.pytest_exit_code not in (0, 1) or len(report.outcomes) < len(LEGS)):
+        if not report.stopped and (report.pytest_exit_code not in (0, 1) or len(report.outcomes) < len(legs)):
             self.metrics.run_errors.inc()
             log.error("pytest ended with exit code %d and %d of %d outcomes",
-                      report.pytest_exit_code, len(report.outcomes), len(LEGS))
+                      report.pytest_exit_code, len(report.outcomes), len(legs))
         if self.on_run is not None:
             try:
                 self.on_run(report)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,12 +125,16 @@ ORDER BY s.started DESC""").format(t=t),
 class StatusSource:
     """Answers ``snapshot()``; one short, guarded connection per call, never a held session."""
 
-    def __init__(self, database_url: Secret | None, table: str, interval_seconds: float,
+    def __init__(self, database_url: Secret | None, table: str, intervals: float | Mapping[str, float],
                  recent: Callable[[], Sequence[Outcome]] = lambda: (), environment: str | None = None,
                  window: Callable[[], Any] = lambda: None) -> None:
+        """``intervals``: each leg the deployment runs and its interval (SPEC 18; a number: every leg at it).
+        A leg left out (PAYMENT_PROBE_LEGS) is not on the page."""
         self.database_url = database_url
         self.table = table
-        self.interval_seconds = interval_seconds
+        self.intervals = dict(intervals) if isinstance(intervals, Mapping) else dict.fromkeys(LEGS, float(intervals))
+        self.legs = [leg for leg in LEGS if leg in self.intervals]
+        self.interval_seconds = min(self.intervals.values())  # the shortest: how often something runs
         self.recent = recent
         self.environment = environment
         # The window the runner holds open (it ends by itself at its end): the banner's source
@@ -155,7 +159,7 @@ class StatusSource:
         queries = _sql(self.table)
         # Only this prober's environment: a laptop's rows in the same table never show, nor count. It is
         # matched as coalesce(environment, '') so that the (leg, environment, created_at) index serves.
-        params = {"legs": list(LEGS), "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS,
+        params = {"legs": self.legs, "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS,
                   "env": self.environment}
         with db.session(self.database_url, application_name="payment-probe-status") as conn:
             conn.execute("SET TIME ZONE 'UTC'")
@@ -178,7 +182,7 @@ class StatusSource:
         latest = max((_utc(row[3]) for row in current.values()), default=None)
         today = now.astimezone(UTC).date()
         legs = []
-        for leg in LEGS:
+        for leg in self.legs:
             cur = current.get(leg)
             up = uptime.get(leg)
             legs.append({
@@ -215,7 +219,7 @@ class StatusSource:
             by_leg[outcome.leg] = outcome
         latest = max((datetime.fromtimestamp(o.timestamp, UTC) for o in by_leg.values()), default=None)
         legs: list[dict[str, Any]] = []
-        for leg in LEGS:
+        for leg in self.legs:
             o = by_leg.get(leg)
             legs.append({
                 "leg": leg, "result": o.result if o else None, "severity": o.severity if o else None,
@@ -233,11 +237,13 @@ class StatusSource:
                note: str | None, locations: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
         age = None if latest is None else max(0.0, (now - latest).total_seconds())
         stale_after = 3 * self.interval_seconds
-        for leg in legs:  # each leg's latest run, against its interval
-            leg["interval_seconds"] = self.interval_seconds
+        for leg in legs:  # each leg's latest run, against its own interval (SPEC 18)
+            interval = self.intervals[leg["leg"]]
+            leg["interval_seconds"] = interval
             at = leg.get("last_run_at")
             leg["age_seconds"] = None if at is None else round(
                 max(0.0, (now - datetime.fromisoformat(at)).total_seconds()), 1)
+            leg["stale"] = leg["age_seconds"] is not None and leg["age_seconds"] > 3 * interval
         return {
             "generated_at": _iso(now),
             "environment": self.environment,

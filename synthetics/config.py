@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from synthetics.registry import LEGS
 from synthetics.secret import Secret, without_userinfo
 from synthetics.tls import TLSConfigError, checked_context
 
@@ -46,7 +47,7 @@ VARIABLES = (
     "PAYMENT_PROBE_CERT_WARN_DAYS", "PAYMENT_PROBE_CERT_FAIL_DAYS",
     "PAYMENT_PROBE_PROVIDER", "PAYMENT_PROBE_WEBHOOK_SECRET", "PAYMENT_PROBE_CANCELLED_TIER",
     "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", "PAYMENT_PROBE_LOCATION", "PAYMENT_PROBE_CONFIRM_RETRIES",
-    "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS",
+    "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS", "PAYMENT_PROBE_LEG_INTERVALS", "PAYMENT_PROBE_LEGS",
 )
 
 # Values that travel in an HTTP header (or a URL path): printable ASCII only, checked at start.
@@ -329,7 +330,11 @@ class ProbeConfig:
     database_url: Secret | None = None
     webhook_secret: Secret | None = None
     test_plan_id_pro: str | None = None
-    interval_seconds: float = 300.0
+    # Cadence (SPEC 18): each leg's interval is its override, else PAYMENT_PROBE_INTERVAL_SECONDS when set,
+    # else the registry's default; ``interval_of`` reads it.
+    interval_seconds: float | None = None
+    leg_intervals: tuple[tuple[str, float], ...] = ()  # PAYMENT_PROBE_LEG_INTERVALS: (leg, seconds) overrides
+    legs: tuple[str, ...] = tuple(LEGS)  # PAYMENT_PROBE_LEGS: the legs this deployment runs, registry order
     http_timeout_seconds: float = 15.0
     leg_timeout_seconds: float = 60.0
     metrics_port: int = DEFAULT_METRICS_PORT
@@ -361,6 +366,27 @@ class ProbeConfig:
     otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
     otel_endpoint: Secret | None = None  # the OTLP endpoint checked at start; a vendor may put a key in its query
 
+    def interval_of(self, leg: str) -> float:
+        """The leg's interval: its override, else PAYMENT_PROBE_INTERVAL_SECONDS, else its default."""
+        for name, seconds in self.leg_intervals:
+            if name == leg:
+                return seconds
+        return self.interval_seconds if self.interval_seconds is not None else LEGS[leg].interval_seconds
+
+    @property
+    def tick_seconds(self) -> float:
+        """The loop's tick: the shortest interval of the legs this deployment runs."""
+        return min(self.interval_of(leg) for leg in self.legs)
+
+    @property
+    def longest_interval_seconds(self) -> float:
+        return max(self.interval_of(leg) for leg in self.legs)
+
+    def due_legs(self, slot_start: float) -> tuple[str, ...]:
+        """The legs a tick runs: those whose interval divides the tick's wall-clock time (SPEC 18), so
+        every replica and location agrees on them without a word between them."""
+        return tuple(leg for leg in self.legs if _whole_multiple(slot_start, self.interval_of(leg)))
+
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
         values: list[str] = []
@@ -391,6 +417,58 @@ def _pair_values(text: str, separator: str) -> list[str]:
         if value:
             values += [value, unquote(value), unquote_plus(value)]
     return values
+
+
+def _whole_multiple(value: float, unit: float) -> bool:
+    ratio = value / unit
+    return abs(ratio - round(ratio)) < 1e-6
+
+
+def parse_legs(env: Mapping[str, str]) -> tuple[str, ...]:
+    """PAYMENT_PROBE_LEGS: a comma-separated subset of the legs (default all), kept in registry order."""
+    raw = _text(env, "PAYMENT_PROBE_LEGS")
+    if raw is None:
+        return tuple(LEGS)
+    names = {name.strip() for name in raw.split(",") if name.strip()}
+    unknown = sorted(names - set(LEGS))
+    if unknown or not names:
+        raise ConfigError("PAYMENT_PROBE_LEGS", f"a comma-separated list of legs ({', '.join(LEGS)})", raw)
+    return tuple(leg for leg in LEGS if leg in names)
+
+
+def parse_leg_intervals(env: Mapping[str, str]) -> tuple[tuple[str, float], ...]:
+    """PAYMENT_PROBE_LEG_INTERVALS: ``leg=seconds,...``, each leg once, each a positive number of seconds."""
+    name = "PAYMENT_PROBE_LEG_INTERVALS"
+    raw = _text(env, name)
+    if raw is None:
+        return ()
+    accepted = f"leg=seconds pairs separated by commas, each leg once, of {', '.join(LEGS)}"
+    pairs: dict[str, float] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        leg, equals, seconds = (part.strip() for part in item.partition("="))
+        if not equals or leg not in LEGS or leg in pairs:
+            raise ConfigError(name, accepted, raw)
+        try:
+            value = float(seconds)
+        except ValueError:
+            raise ConfigError(name, accepted, raw) from None
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(name, accepted, raw)
+        pairs[leg] = value
+    return tuple(pairs.items())
+
+
+def check_cadence(config: ProbeConfig) -> None:
+    """Every selected leg's interval a whole multiple of the shortest: the loop ticks at the shortest, and a
+    leg runs at the ticks its interval divides (SPEC 18)."""
+    tick = config.tick_seconds
+    odd = [leg for leg in config.legs if not _whole_multiple(config.interval_of(leg), tick)]
+    if odd:
+        variable = "PAYMENT_PROBE_LEG_INTERVALS" if config.leg_intervals else "PAYMENT_PROBE_INTERVAL_SECONDS"
+        shown = ", ".join(f"{leg}={config.interval_of(leg):g}" for leg in odd)
+        raise ConfigError(variable, f"intervals that are whole multiples of the shortest ({tick:g} s); not {shown}")
 
 
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -490,7 +568,7 @@ def load_config(
     account = _text(env, "NEW_RELIC_ACCOUNT_ID")
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
-    return ProbeConfig(
+    config = ProbeConfig(
         enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", D.enabled),
         base_url=parse_http_url(base_source, base_url or _text(env, "PAYMENT_PROBE_BASE_URL")),
         api_token=_secret(api_token or _text(env, "PAYMENT_PROBE_API_TOKEN")),
@@ -499,7 +577,9 @@ def load_config(
         )),
         webhook_secret=_secret(webhook_secret),
         test_plan_id_pro=_text(env, "PAYMENT_PROBE_TEST_PLAN_ID_PRO"),
-        interval_seconds=parse_seconds(env, "PAYMENT_PROBE_INTERVAL_SECONDS", D.interval_seconds),
+        interval_seconds=optional_seconds("PAYMENT_PROBE_INTERVAL_SECONDS"),
+        leg_intervals=parse_leg_intervals(env),
+        legs=parse_legs(env),
         http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", D.http_timeout_seconds),
         leg_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", D.leg_timeout_seconds),
         metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", D.metrics_port),
@@ -534,3 +614,5 @@ def load_config(
         otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
                                                     raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),
     )
+    check_cadence(config)
+    return config

@@ -98,11 +98,18 @@ class ProvidedConfig:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every leg the leg timeout, signal method: finalizers (the reap) still run after it.
+    """Leave out the legs the config does not run (PAYMENT_PROBE_LEGS, the runner's tick); give every leg
+    the leg timeout, signal method: finalizers (the reap) still run after it.
 
     Under plain pytest's ``--reruns`` each leg also gets a rerun condition: an attempt that ended
     critical is the outcome at once, never retried into a pass (SPEC 15)."""
-    seconds = config.stash[CONFIG_KEY].leg_timeout_seconds
+    probe_config = config.stash[CONFIG_KEY]
+    left_out = [item for item in items if (leg := leg_for_test(getattr(item, "originalname", item.name))) is not None
+                and leg.name not in probe_config.legs]
+    if left_out:  # PAYMENT_PROBE_LEGS (or the runner's tick) leaves them out: no outcome, no series
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+    seconds = probe_config.leg_timeout_seconds
     reruns = getattr(config.option, "reruns", None) or 0
     for item in items:
         name = getattr(item, "originalname", item.name)

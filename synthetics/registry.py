@@ -7,8 +7,10 @@ project's tests fail when a ``test_<leg>`` exists without an entry here, or the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from synthetics.config import ProbeConfig
+if TYPE_CHECKING:  # the config validates leg names and intervals against this table at start
+    from synthetics.config import ProbeConfig
 
 
 @dataclass(frozen=True)
@@ -20,18 +22,21 @@ class Leg:
     # At most this many exchanges, each bounded by the HTTP timeout: the leg's worst case short of
     # its leg timeout (None: bounded by the leg timeout alone, as the money-path legs' waits are).
     exchanges: int | None = None
+    # How often it runs by default (SPEC 18): what it checks changes that fast, or costs that much.
+    interval_seconds: float = 300.0
 
 
 LEGS: dict[str, Leg] = {
     leg.name: leg
     for leg in (
-        Leg("checkout_reachable", "prod_safe", 5.0, exchanges=1),
-        Leg("billing_state", "prod_safe", 2.0, exchanges=1),
-        Leg("invoices_reachable", "prod_safe", 2.0, exchanges=1),
-        Leg("webhook_security", "prod_safe", 2.0, exchanges=3),  # unsigned, forged, stale
-        Leg("upgrade_webhook_e2e", "upgrade", 8.0, "upgrade"),
-        Leg("tls_certificate", "prod_safe", 2.0, "none", exchanges=1),  # one handshake
-        Leg("webhook_replay", "upgrade", 10.0, "none"),
+        Leg("checkout_reachable", "prod_safe", 5.0, exchanges=1, interval_seconds=60.0),
+        Leg("billing_state", "prod_safe", 2.0, exchanges=1, interval_seconds=60.0),
+        Leg("invoices_reachable", "prod_safe", 2.0, exchanges=1, interval_seconds=60.0),
+        Leg("webhook_security", "prod_safe", 2.0, exchanges=3, interval_seconds=60.0),  # unsigned, forged, stale
+        Leg("upgrade_webhook_e2e", "upgrade", 8.0, "upgrade", interval_seconds=300.0),
+        # One handshake; a certificate's expiry moves in days.
+        Leg("tls_certificate", "prod_safe", 2.0, "none", exchanges=1, interval_seconds=900.0),
+        Leg("webhook_replay", "upgrade", 10.0, "none", interval_seconds=300.0),
     )
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from synthetics.config import ConfigError, load_config
+from synthetics.registry import LEGS
 
 BAD_VALUES = [
     ("PAYMENT_PROBE_ENABLED", "maybe", "PAYMENT_PROBE_ENABLED: expected one of 1/true/yes/on or 0/false/no/off, got 'maybe'"),
@@ -50,7 +51,12 @@ def test_bad_value_is_named_with_its_accepted_form(variable: str, value: str, me
 
 def test_defaults_follow_the_spec() -> None:
     config = load_config({})
-    assert (config.enabled, config.interval_seconds, config.http_timeout_seconds) == (False, 300.0, 15.0)
+    assert (config.enabled, config.interval_seconds, config.http_timeout_seconds) == (False, None, 15.0)
+    # SPEC 18's per-leg defaults; the loop ticks at the shortest
+    assert {leg: config.interval_of(leg) for leg in config.legs} == {
+        "checkout_reachable": 60.0, "billing_state": 60.0, "invoices_reachable": 60.0, "webhook_security": 60.0,
+        "upgrade_webhook_e2e": 300.0, "tls_certificate": 900.0, "webhook_replay": 300.0}
+    assert config.tick_seconds == 60.0 and config.legs == tuple(LEGS)
     assert (config.leg_timeout_seconds, config.upgrade_wait_seconds) == (60.0, 30.0)
     assert (config.expected_tier, config.checkout_plan_id, config.webhook_path) == ("pro", "pro", "/razorpay/webhook")
     assert config.audit_table == "audit_log"
@@ -349,3 +355,49 @@ def test_the_runner_refuses_injections_at_start(variable: str, value: str, messa
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"payment-probe: {message}"]
     assert "Injected" not in proc.stderr and "Evil" not in proc.stderr and "nrkey" not in proc.stderr
+
+
+# ---- cadence (SPEC 18) ----------------------------------------------------------------------------
+
+def test_interval_seconds_is_every_leg_the_overrides_do_not_name() -> None:
+    config = load_config({"PAYMENT_PROBE_INTERVAL_SECONDS": "300",
+                          "PAYMENT_PROBE_LEG_INTERVALS": " checkout_reachable=60 , webhook_security=60"})
+    assert config.interval_of("checkout_reachable") == config.interval_of("webhook_security") == 60.0
+    assert {config.interval_of(leg) for leg in LEGS if leg not in ("checkout_reachable", "webhook_security")} == {300.0}
+    assert config.tick_seconds == 60.0
+    assert load_config({"PAYMENT_PROBE_INTERVAL_SECONDS": "300"}).tick_seconds == 300.0  # the old single cadence
+
+
+def test_a_tick_runs_the_legs_whose_interval_divides_its_time() -> None:
+    config = load_config({})
+    every_minute = ("checkout_reachable", "billing_state", "invoices_reachable", "webhook_security")
+    assert config.due_legs(1_800_000_060.0) == every_minute  # a minute that is not a 5-minute mark
+    assert config.due_legs(1_800_000_300.0) == (*every_minute, "upgrade_webhook_e2e", "webhook_replay")
+    assert config.due_legs(1_800_000_900.0) == tuple(LEGS)  # 900 divides it: the certificate too
+    assert config.due_legs(1_800_000_030.0) == ()  # not a tick at all
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"PAYMENT_PROBE_LEG_INTERVALS": "nope=60"}, "PAYMENT_PROBE_LEG_INTERVALS"),  # an unknown leg
+    ({"PAYMENT_PROBE_LEG_INTERVALS": "billing_state"}, "PAYMENT_PROBE_LEG_INTERVALS"),
+    ({"PAYMENT_PROBE_LEG_INTERVALS": "billing_state=0"}, "PAYMENT_PROBE_LEG_INTERVALS"),
+    ({"PAYMENT_PROBE_LEG_INTERVALS": "billing_state=soon"}, "PAYMENT_PROBE_LEG_INTERVALS"),
+    ({"PAYMENT_PROBE_LEG_INTERVALS": "billing_state=60,billing_state=30"}, "PAYMENT_PROBE_LEG_INTERVALS"),
+    ({"PAYMENT_PROBE_LEG_INTERVALS": "checkout_reachable=45"}, "PAYMENT_PROBE_LEG_INTERVALS"),  # 60 is not 45 x n
+    ({"PAYMENT_PROBE_INTERVAL_SECONDS": "7", "PAYMENT_PROBE_LEG_INTERVALS": "billing_state=10"},
+     "PAYMENT_PROBE_LEG_INTERVALS"),
+    ({"PAYMENT_PROBE_LEGS": "checkout_reachable,nope"}, "PAYMENT_PROBE_LEGS"),
+    ({"PAYMENT_PROBE_LEGS": ","}, "PAYMENT_PROBE_LEGS"),
+])
+def test_a_cadence_the_loop_cannot_keep_is_exit_2_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(env)
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: expected ")
+
+
+def test_the_multiple_rule_counts_only_the_selected_legs() -> None:
+    # 45 s and 60 s could not share a tick; leaving the 60 s legs out makes 45 the shortest and fine.
+    config = load_config({"PAYMENT_PROBE_LEGS": "checkout_reachable, tls_certificate",
+                          "PAYMENT_PROBE_LEG_INTERVALS": "checkout_reachable=45"})
+    assert config.legs == ("checkout_reachable", "tls_certificate") and config.tick_seconds == 45.0

@@ -128,6 +128,24 @@ def test_a_stopped_prober_is_shown_stale_not_current(database_url: str) -> None:
     assert fresh["stale"] is False
 
 
+def test_each_leg_is_judged_against_its_own_interval_and_left_out_legs_are_not_shown(database_url: str) -> None:
+    """16 minutes without a run is stale for a 60 s leg (3 intervals: 3 min) but not for a 900 s one (45 min);
+    a leg the deployment does not run (PAYMENT_PROBE_LEGS) is not on the page (SPEC 13, 18)."""
+    migrate(Secret(database_url), "audit_log")
+    query(database_url, "INSERT INTO audit_log (id, created_at, actor, action, run_id, leg, result, severity, reason) "
+                        "SELECT gen_random_uuid(), now() - interval '16 minutes', 'a', 'b', 'r', leg, 'pass', 'info', 'ok' "
+                        "FROM unnest(%s::text[]) leg", (list(LEGS),))
+    snapshot = StatusSource(Secret(database_url), "audit_log",
+                            {"checkout_reachable": 60.0, "tls_certificate": 900.0}).snapshot()
+    legs = {leg["leg"]: leg for leg in snapshot["legs"]}
+    assert list(legs) == ["checkout_reachable", "tls_certificate"]
+    assert (legs["checkout_reachable"]["interval_seconds"], legs["checkout_reachable"]["stale"]) == (60.0, True)
+    assert (legs["tls_certificate"]["interval_seconds"], legs["tls_certificate"]["stale"]) == (900.0, False)
+    page = render(snapshot)
+    assert "billing_state" not in page and "webhook_replay" not in page
+    assert "(every 15 min)" in page and "(every 60 s) — stale" in page
+
+
 def test_database_down_falls_back_to_the_runners_memory() -> None:
     recent = [Outcome(leg="billing_state", result="fail", severity="error", reason="http_status:500",
                       latency_seconds=0.01, run_id="r", timestamp=time.time())]

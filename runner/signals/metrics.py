@@ -7,7 +7,8 @@ collectors again on one registry would raise a duplicate-timeseries error.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.metrics_core import Metric
@@ -15,6 +16,9 @@ from prometheus_client.metrics_core import Metric
 from runner.signals.outcome import Outcome
 from synthetics.registry import LEGS, RESULTS
 from synthetics.wire import PHASES
+
+if TYPE_CHECKING:
+    from runner.leghistory import LegHistory
 
 # The *_created series would double the exposition; no alert or dashboard reads them.
 disable_created_metrics()
@@ -114,6 +118,34 @@ class ProbeMetrics:
             "alert's summary names. The reason vocabulary is closed and capped, so the series are bounded.",
             ["leg", "reason"], registry=registry,
         )
+        # Cadence (SPEC 18) and each leg's latest runs in this location (runner.leghistory): what the
+        # alert rules read, so that their windows follow each leg's own interval.
+        self.leg_interval = Gauge(
+            "instant_payment_probe_leg_interval_seconds", "The leg's configured interval (SPEC 18).",
+            ["leg"], registry=registry,
+        )
+        self.leg_last_run = Gauge(
+            "instant_payment_probe_leg_last_run_timestamp_seconds",
+            "Unix time the leg's latest run in this location finished (0: none known).",
+            ["leg"], registry=registry,
+        )
+        self.leg_latest_failed = Gauge(
+            "instant_payment_probe_leg_latest_failed",
+            "1 when the leg's latest run in this location failed, outside a maintenance window.",
+            ["leg"], registry=registry,
+        )
+        self.leg_latest_critical = Gauge(
+            "instant_payment_probe_leg_latest_critical",
+            "1 when the leg's latest run in this location ended critical, outside a maintenance window.",
+            ["leg"], registry=registry,
+        )
+        self.leg_recent_failures = Gauge(
+            "instant_payment_probe_leg_recent_failures",
+            "How many of the leg's latest 3 runs in this location failed, outside maintenance windows.",
+            ["leg"], registry=registry,
+        )
+        self.enabled_since: Gauge | None = None  # created by prime()
+        self.history: LegHistory | None = None  # created by prime(): the selected legs' latest runs
         self._latest_reason: dict[str, str] = {}
         for sink in SINK_NAMES:
             self.sink_errors.labels(sink=sink)
@@ -127,9 +159,27 @@ class ProbeMetrics:
         self.leg_reason.labels(leg=leg, reason=reason).set(1)
         self._latest_reason[leg] = reason
 
-    def prime(self) -> None:
-        """Create every leg x result series at 0, so ``rate()`` and alerts work from the first scrape."""
-        for leg in LEGS:
+    def prime(self, intervals: Mapping[str, float] | None = None) -> None:
+        """Create every selected leg's series (leg x result at 0, its interval), so ``rate()`` and alerts
+        work from the first scrape. ``intervals``: each selected leg's interval (default: every leg's default)."""
+        from runner.leghistory import LegHistory
+
+        if intervals is None:
+            intervals = {name: leg.interval_seconds for name, leg in LEGS.items()}
+        self.history = LegHistory(self, list(intervals))
+        if self.enabled_since is None:  # only an enabled process exports it (prime is called once enabled)
+            self.enabled_since = Gauge(
+                "instant_payment_probe_enabled_since_timestamp_seconds",
+                "Unix time this enabled process started: how long a location that never ran has been enabled.",
+                registry=self.registry,
+            )
+            self.enabled_since.set_to_current_time()
+        for leg, seconds in intervals.items():
+            self.leg_interval.labels(leg=leg).set(seconds)
+            self.leg_last_run.labels(leg=leg)
+            self.leg_latest_failed.labels(leg=leg)
+            self.leg_latest_critical.labels(leg=leg)
+            self.leg_recent_failures.labels(leg=leg)
             self.latency.labels(leg=leg)
             self.critical.labels(leg=leg)
             for result in RESULTS:
@@ -148,6 +198,8 @@ class MetricsSink:
     def record(self, outcome: Outcome) -> None:
         self.metrics.outcomes.labels(leg=outcome.leg, result=outcome.result).inc()
         self.metrics.set_reason(outcome.leg, outcome.reason)
+        if self.metrics.history is not None:
+            self.metrics.history.record(outcome)
         if outcome.severity == "critical":
             self.metrics.critical.labels(leg=outcome.leg).inc()
         if outcome.latency_seconds is not None:

@@ -309,8 +309,9 @@ class SignalsPlugin:
 
     def _account_for_missing_legs(self) -> None:
         decided = {o.leg for o in self.outcomes}
+        selected = self._config.legs if self._config else ()  # the session's legs (PAYMENT_PROBE_LEGS, the tick's)
         for name in self.expected_legs:
-            if name in decided:
+            if name in decided or name not in selected:
                 continue
             reason = "probe_error:CollectionError" if self._collection_errors else "probe_error:NotCollected"
             detail = "; ".join(self._collection_errors)[:500] or "the leg's test was not collected"
