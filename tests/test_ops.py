@@ -68,7 +68,7 @@ def sample_names(text: str) -> set[str]:
 def test_promtool_checks_the_rules() -> None:
     proc = subprocess.run([tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 11 rules found" in proc.stdout
+    assert "SUCCESS: 17 rules found" in proc.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -123,10 +123,9 @@ def test_critical_alert_holds_through_a_leader_kill_and_maintenance_silences_it(
     the outcomes keep arriving; the fault cleared and the window ended, it stays resolved."""
     prometheus = tool("prometheus")
     ports, prom_port = [free_port(), free_port()], free_port()
-    # The shipped rules with minutes shrunk to seconds: runs every second, scrapes every half.
-    rules = RULES.read_text().replace("[6m]", "[6s]").replace("offset 6m", "offset 6s")
-    assert "[6s]" in rules and "offset 6s" in rules
-    (tmp_path / "alerts.yml").write_text(rules)
+    # The shipped rules as they are: their windows follow the exported intervals (runs every second,
+    # scrapes every half).
+    (tmp_path / "alerts.yml").write_text(RULES.read_text())
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
         "rule_files": [str(tmp_path / "alerts.yml")],
@@ -476,16 +475,14 @@ def test_the_central_prometheus_config_for_several_locations_is_valid() -> None:
     proc = subprocess.run([tool("promtool"), "check", "config", str(DOCKER / "prometheus" / "central.yml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 11 rules found" in proc.stdout
+    assert "SUCCESS: 17 rules found" in proc.stdout
 
 
 def _rules_in_seconds() -> str:
-    """The shipped rules with every minute made a second (runs every second, scrapes every half)."""
+    """The shipped rules, whose windows follow the intervals the runners export (1 s in these drills,
+    SPEC 18): only the one-minute hold before a silence pages is made a second."""
     rules = RULES.read_text()
-    for minutes in ("6m", "14m", "20m", "1h"):
-        seconds = "60s" if minutes == "1h" else minutes.replace("m", "s")
-        rules = rules.replace(f"[{minutes}]", f"[{seconds}]").replace(f"offset {minutes}", f"offset {seconds}")
-    rules = rules.replace("> 900", "> 15").replace("<= 900", "<= 15").replace("* 1200", "* 20")
+    assert rules.count("for: 1m") == 2
     return rules.replace("for: 1m", "for: 1s")
 
 
