@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from synthetics import __version__
-from synthetics.config import ConfigError, ProbeConfig, load_config
+from synthetics.config import ConfigError, ProbeConfig, applicable, load_config
 from synthetics.providers import PROVIDERS
 from synthetics.secret import reveal
 
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--plan-id", default=None,
                     help="TEST plan id that upgrades; default PAYMENT_PROBE_TEST_PLAN_ID_PRO, else plan_test_pro")
     sb.add_argument("--api-token", default=None, help="demand this bearer token on the billing endpoints")
+    sb.add_argument("--provider-webhook-url", default=None, metavar="URL",
+                    help="the webhook URL the sandbox, as the payment provider, has registered (default: its own)")
     sb.add_argument("--tls", action="store_true",
                     help="serve HTTPS with a certificate from a CA generated at start (its PEM path is printed)")
     sb.add_argument("--cert-days", type=float, default=90.0,
@@ -158,7 +160,8 @@ def _dispatch(args: argparse.Namespace, config: ProbeConfig) -> int:
 
         if args.provider:
             config = dataclasses.replace(config, provider=args.provider,
-                                         webhook_path=PROVIDERS[args.provider].default_path)
+                                         webhook_path=PROVIDERS[args.provider].default_path,
+                                         legs=tuple(leg for leg in config.legs if applicable(leg, args.provider)))
         return run_demo(config, args.fault, args.interval, args.metrics_port)
     return EXIT_CONFIG
 
@@ -261,7 +264,7 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
             webhook_secret=args.webhook_secret or reveal(config.webhook_secret) or SANDBOX_SECRET,
             provider=args.provider or config.provider,
             plan_id_pro=args.plan_id or config.test_plan_id_pro or "plan_test_pro",
-            api_token=args.api_token, faults=args.fault, tls=tls,
+            api_token=args.api_token, faults=args.fault, tls=tls, provider_webhook_url=args.provider_webhook_url,
         )
         try:
             server = start(settings, args.host, args.port)
@@ -273,6 +276,14 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
               file=sys.stderr, flush=True)
         if tls is not None:
             print(f"sandbox CA certificate: {tls.ca_path} (set PAYMENT_PROBE_CA_BUNDLE to it)",
+                  file=sys.stderr, flush=True)
+        if settings.provider in ("stripe", "razorpay"):
+            # Sandbox keys, not secrets: they open nothing but this process's provider API.
+            where = "/v1/" if settings.provider == "stripe" else f"/v2/accounts/{settings.razorpay_account_id}/"
+            print(f"sandbox {settings.provider} API on {server.url}{where} "
+                  f"(PAYMENT_PROBE_PROVIDER_API_URL={server.url}); read-only key: {settings.provider_api_key}"
+                  + (f"; TEST key: {settings.provider_test_key}" if settings.provider_test_key else "")
+                  + (f"; account: {settings.razorpay_account_id}" if settings.provider == "razorpay" else ""),
                   file=sys.stderr, flush=True)
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())

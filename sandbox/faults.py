@@ -21,10 +21,13 @@ NAMED_FAULTS = frozenset(
         "webhook_accept_unsigned", "webhook_accept_forged", "webhook_wrong_rejection", "webhook_500",
         "upgrade_no_flip", "upgrade_flip_then_500", "upgrade_slow_flip",
         "webhook_accept_stale", "webhook_no_dedup", "cancel_ignored", "webhook_duplicate_409",
+        # the sandbox as the payment provider (SPEC 17; sandbox.provider_api)
+        "provider_endpoint_disabled", "provider_wrong_url", "provider_events_unsubscribed",
+        "provider_deliveries_failing",
     }
 )
 
-_FAMILY = re.compile(r"^(checkout|billing|invoices|webhook)_(status|delay)_(\d{1,6})$")
+_FAMILY = re.compile(r"^(checkout|billing|invoices|webhook|provider)_(status|delay)_(\d{1,6})$")
 
 
 class UnknownFault(ValueError):

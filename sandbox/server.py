@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from sandbox import schemes
+from sandbox import provider_api, schemes
 from sandbox.faults import FaultSet, UnknownFault
 from sandbox.tls import SandboxTLS
 
@@ -53,6 +53,13 @@ class SandboxSettings:
     flip_delay_seconds: float = 3.0  # upgrade_slow_flip
     faults: list[str] = field(default_factory=list)
     tls: SandboxTLS | None = None  # serve HTTPS with this context (see sandbox.tls.make_tls)
+    # The sandbox as the payment provider (sandbox.provider_api): its keys, the account, the URL it has
+    # registered (default: its own webhook), and its list page size (small, so pagination is exercised).
+    provider_api_key: str | None = None  # default: rk_test_… (stripe), key_id:key_secret (razorpay)
+    provider_test_key: str | None = None  # default: sk_test_… (stripe)
+    razorpay_account_id: str = "acc_SandboxPartner01"
+    provider_webhook_url: str | None = None
+    provider_page_size: int = 2
 
 
 def ensure_teams_table(database_url: str) -> None:
@@ -68,6 +75,13 @@ class SandboxServer(ThreadingHTTPServer):
         if settings.provider not in schemes.PROVIDERS:
             raise ValueError(f"unknown provider {settings.provider!r}; known: {', '.join(schemes.PROVIDERS)}")
         settings.webhook_path = settings.webhook_path or schemes.DEFAULT_PATHS[settings.provider]
+        if settings.provider_api_key is None:
+            settings.provider_api_key = {
+                "stripe": "rk_test_51SandboxReadOnlyKey0000",
+                "razorpay": "rzp_test_SandboxKey01:SandboxPartnerSecret01"}.get(settings.provider)
+        if settings.provider_test_key is None and settings.provider == "stripe":
+            settings.provider_test_key = "sk_test_51SandboxTestModeKey0000"
+        self.started_at = time.time()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.settings = settings
@@ -177,7 +191,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
     # ---- routing --------------------------------------------------------------------------
     def do_GET(self) -> None:
         self._record()
-        path = self.path.split("?", 1)[0]
+        path, _, raw_query = self.path.partition("?")
+        if provider_api.respond(self, path, raw_query):
+            return
         if path == "/healthz":
             self._json(200, {"status": "ok"})
         elif path == "/_sandbox/faults":

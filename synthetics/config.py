@@ -28,10 +28,13 @@ SECRET_VARIABLES = frozenset(
         "PAYMENT_PROBE_WEBHOOK_SECRET",
         "NEW_RELIC_INSERT_KEY",
         "PAYMENT_PROBE_DATABASE_URL",
+        "PAYMENT_PROBE_PROVIDER_API_KEY",
+        "PAYMENT_PROBE_PROVIDER_TEST_KEY",
     }
 )
 # Variables that are URLs: named in an error without their userinfo (user:password@).
-URL_VARIABLES = frozenset({"PAYMENT_PROBE_BASE_URL", "PAYMENT_PROBE_EVENTS_URL", "--base-url"})
+URL_VARIABLES = frozenset({"PAYMENT_PROBE_BASE_URL", "PAYMENT_PROBE_EVENTS_URL", "--base-url",
+                           "PAYMENT_PROBE_PROVIDER_API_URL", "PAYMENT_PROBE_PUBLIC_WEBHOOK_URL"})
 
 # Every variable the probe reads; the README, the ConfigMap and the Secret are tested against it.
 VARIABLES = (
@@ -48,11 +51,17 @@ VARIABLES = (
     "PAYMENT_PROBE_PROVIDER", "PAYMENT_PROBE_WEBHOOK_SECRET", "PAYMENT_PROBE_CANCELLED_TIER",
     "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", "PAYMENT_PROBE_LOCATION", "PAYMENT_PROBE_CONFIRM_RETRIES",
     "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS", "PAYMENT_PROBE_LEG_INTERVALS", "PAYMENT_PROBE_LEGS",
+    "PAYMENT_PROBE_PROVIDER_API_KEY", "PAYMENT_PROBE_PROVIDER_TEST_KEY", "PAYMENT_PROBE_PROVIDER_API_URL",
+    "PAYMENT_PROBE_PUBLIC_WEBHOOK_URL", "PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID", "PAYMENT_PROBE_DELIVERY_LAG_SECONDS",
+    "PAYMENT_PROBE_ROUNDTRIP_WAIT_SECONDS",
 )
+# The provider's own API (SPEC 17), by provider; the sandbox serves one.
+PROVIDER_API_URLS = {"stripe": "https://api.stripe.com", "razorpay": "https://api.razorpay.com"}
 
 # Values that travel in an HTTP header (or a URL path): printable ASCII only, checked at start.
 HEADER_VARIABLES = frozenset(
-    {"PAYMENT_PROBE_API_TOKEN", "--api-token", "NEW_RELIC_INSERT_KEY", "NEW_RELIC_ACCOUNT_ID"})
+    {"PAYMENT_PROBE_API_TOKEN", "--api-token", "NEW_RELIC_INSERT_KEY", "NEW_RELIC_ACCOUNT_ID",
+     "PAYMENT_PROBE_PROVIDER_API_KEY", "PAYMENT_PROBE_PROVIDER_TEST_KEY", "PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID"})
 FILE_SUFFIX = "_FILE"
 """``<VARIABLE>_FILE`` names a file holding a secret's value (a mounted Kubernetes/Docker secret)."""
 
@@ -363,6 +372,14 @@ class ProbeConfig:
     confirm_retries: int = 2  # the runner re-runs a failed leg this many more times before it is a fail
     confirm_delay_seconds: float = 15.0  # this far apart
     location: str = "local"  # PAYMENT_PROBE_LOCATION: where this prober runs (a label on every series)
+    # The provider's view (SPEC 17)
+    provider_api_key: Secret | None = None  # PAYMENT_PROBE_PROVIDER_API_KEY: read-only (rk_…, or id:secret)
+    provider_test_key: Secret | None = None  # PAYMENT_PROBE_PROVIDER_TEST_KEY: a Stripe TEST key, never live
+    provider_api_url: str | None = None  # PAYMENT_PROBE_PROVIDER_API_URL (default: the provider's)
+    public_webhook_url: str | None = None  # PAYMENT_PROBE_PUBLIC_WEBHOOK_URL (default: base URL + webhook path)
+    razorpay_account_id: str | None = None  # PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID
+    delivery_lag_seconds: float = 900.0  # PAYMENT_PROBE_DELIVERY_LAG_SECONDS: younger undelivered events are in flight
+    roundtrip_wait_seconds: float = 60.0  # PAYMENT_PROBE_ROUNDTRIP_WAIT_SECONDS
     otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
     otel_endpoint: Secret | None = None  # the OTLP endpoint checked at start; a vendor may put a key in its query
 
@@ -390,7 +407,8 @@ class ProbeConfig:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
         values: list[str] = []
-        for secret in (self.api_token, self.webhook_secret, self.new_relic_insert_key):
+        for secret in (self.api_token, self.webhook_secret, self.new_relic_insert_key, self.provider_api_key,
+                       self.provider_test_key):
             if secret:
                 values.append(secret.reveal())
         if self.database_url:
@@ -400,6 +418,12 @@ class ProbeConfig:
             values.append(self.database_url.reveal())
         if self.client_key:
             values.extend(_key_material(self.client_key))
+        if self.provider_api_key and ":" in self.provider_api_key.reveal():  # Razorpay's id:secret: each half,
+            import base64  # and the HTTP Basic credential it becomes
+
+            key = self.provider_api_key.reveal()
+            values += [part for part in key.split(":", 1) if len(part) >= 8]
+            values.append(base64.b64encode(key.encode()).decode())
         if self.otel_headers:  # "api-key=VALUE,x-team=VALUE": each value, raw and URL-decoded
             values += _pair_values(self.otel_headers.reveal(), ",")
         if self.otel_endpoint:  # "https://collector/v1/traces?api_key=VALUE": each query value, the same
@@ -458,6 +482,33 @@ def parse_leg_intervals(env: Mapping[str, str]) -> tuple[tuple[str, float], ...]
             raise ConfigError(name, accepted, raw)
         pairs[leg] = value
     return tuple(pairs.items())
+
+
+def parse_provider_keys(env: Mapping[str, str], provider: str) -> tuple[str | None, str | None]:
+    """The provider's keys (SPEC 17): read-only for webhook health, TEST mode for the round trip. A key
+    that can move live money is exit 2, always: a monitor never holds one."""
+    api_key = _text(env, "PAYMENT_PROBE_PROVIDER_API_KEY")
+    test_key = _text(env, "PAYMENT_PROBE_PROVIDER_TEST_KEY")
+    if api_key is not None and provider == "stripe":
+        if api_key.startswith("sk_live_"):
+            raise ConfigError("PAYMENT_PROBE_PROVIDER_API_KEY", "a Stripe restricted key (rk_live_... or rk_test_...) "
+                              "with Webhook Endpoints: Read and Events: Read, never a live secret key sk_live_...")
+        if not api_key.startswith(("rk_live_", "rk_test_", "sk_test_")):
+            raise ConfigError("PAYMENT_PROBE_PROVIDER_API_KEY", "a Stripe restricted key (rk_live_... or rk_test_...)")
+    if api_key is not None and provider == "razorpay":
+        key_id, colon, key_secret = api_key.partition(":")
+        if not (colon and key_id.strip() and key_secret.strip()):
+            raise ConfigError("PAYMENT_PROBE_PROVIDER_API_KEY", "the Razorpay partner key as key_id:key_secret")
+    if test_key is not None and not test_key.startswith(("sk_test_", "rk_test_")):
+        raise ConfigError("PAYMENT_PROBE_PROVIDER_TEST_KEY", "a Stripe TEST key (sk_test_... or rk_test_...), "
+                          "never a live one")
+    return api_key, test_key
+
+
+def applicable(leg: str, provider: str) -> bool:
+    """A leg the provider has the means for (SPEC 17: ``standard`` defines no provider API)."""
+    providers = LEGS[leg].providers
+    return providers is None or provider in providers
 
 
 def check_cadence(config: ProbeConfig) -> None:
@@ -565,12 +616,18 @@ def load_config(
     if not re.fullmatch(r"[a-z0-9-]{1,32}", location):
         raise ConfigError("PAYMENT_PROBE_LOCATION", "a location name of a-z, 0-9 and '-', at most 32 characters",
                           location)
+    api_key, test_key = parse_provider_keys(env, provider)
+    base = parse_http_url(base_source, base_url or _text(env, "PAYMENT_PROBE_BASE_URL"))
+    webhook_path = parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", PROVIDERS[provider].default_path)
+    public_webhook_url = parse_http_url("PAYMENT_PROBE_PUBLIC_WEBHOOK_URL",
+                                        _text(env, "PAYMENT_PROBE_PUBLIC_WEBHOOK_URL")) or (
+        base + webhook_path if base else None)
     account = _text(env, "NEW_RELIC_ACCOUNT_ID")
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
     config = ProbeConfig(
         enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", D.enabled),
-        base_url=parse_http_url(base_source, base_url or _text(env, "PAYMENT_PROBE_BASE_URL")),
+        base_url=base,
         api_token=_secret(api_token or _text(env, "PAYMENT_PROBE_API_TOKEN")),
         database_url=_secret(parse_database_url(
             db_source, database_url or _text(env, "PAYMENT_PROBE_DATABASE_URL")
@@ -579,7 +636,7 @@ def load_config(
         test_plan_id_pro=_text(env, "PAYMENT_PROBE_TEST_PLAN_ID_PRO"),
         interval_seconds=optional_seconds("PAYMENT_PROBE_INTERVAL_SECONDS"),
         leg_intervals=parse_leg_intervals(env),
-        legs=parse_legs(env),
+        legs=tuple(leg for leg in parse_legs(env) if applicable(leg, provider)),
         http_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS", D.http_timeout_seconds),
         leg_timeout_seconds=parse_seconds(env, "PAYMENT_PROBE_LEG_TIMEOUT_SECONDS", D.leg_timeout_seconds),
         metrics_port=parse_port(env, "PAYMENT_PROBE_METRICS_PORT", D.metrics_port),
@@ -593,7 +650,7 @@ def load_config(
         upgrade_wait_seconds=parse_seconds(env, "PAYMENT_PROBE_UPGRADE_WAIT_SECONDS", D.upgrade_wait_seconds),
         expected_tier=_text(env, "PAYMENT_PROBE_EXPECTED_TIER") or D.expected_tier,
         checkout_plan_id=_text(env, "PAYMENT_PROBE_CHECKOUT_PLAN_ID") or D.checkout_plan_id,
-        webhook_path=parse_path(env, "PAYMENT_PROBE_WEBHOOK_PATH", PROVIDERS[provider].default_path),
+        webhook_path=webhook_path,
         environment=_text(env, "PAYMENT_PROBE_ENVIRONMENT"),
         audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", D.audit_table),
         spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR") or os.path.join(
@@ -606,6 +663,14 @@ def load_config(
         provider=provider,
         cancelled_tier=_text(env, "PAYMENT_PROBE_CANCELLED_TIER") or D.cancelled_tier,
         location=location,
+        provider_api_key=_secret(api_key),
+        provider_test_key=_secret(test_key),
+        provider_api_url=parse_http_url("PAYMENT_PROBE_PROVIDER_API_URL", _text(env, "PAYMENT_PROBE_PROVIDER_API_URL"))
+        or PROVIDER_API_URLS.get(provider),
+        public_webhook_url=public_webhook_url,
+        razorpay_account_id=_text(env, "PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID"),
+        delivery_lag_seconds=parse_seconds(env, "PAYMENT_PROBE_DELIVERY_LAG_SECONDS", D.delivery_lag_seconds),
+        roundtrip_wait_seconds=parse_seconds(env, "PAYMENT_PROBE_ROUNDTRIP_WAIT_SECONDS", D.roundtrip_wait_seconds),
         confirm_retries=parse_count(env, "PAYMENT_PROBE_CONFIRM_RETRIES", D.confirm_retries),
         confirm_delay_seconds=parse_seconds(env, "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS", D.confirm_delay_seconds,
                                             zero_ok=True),

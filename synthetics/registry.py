@@ -24,6 +24,7 @@ class Leg:
     exchanges: int | None = None
     # How often it runs by default (SPEC 18): what it checks changes that fast, or costs that much.
     interval_seconds: float = 300.0
+    providers: tuple[str, ...] | None = None  # the providers it exists for (None: every one)
 
 
 LEGS: dict[str, Leg] = {
@@ -37,6 +38,9 @@ LEGS: dict[str, Leg] = {
         # One handshake; a certificate's expiry moves in days.
         Leg("tls_certificate", "prod_safe", 2.0, "none", exchanges=1, interval_seconds=900.0),
         Leg("webhook_replay", "upgrade", 10.0, "none", interval_seconds=300.0),
+        # The provider's view (SPEC 17): up to 10 pages of endpoints and 10 of undelivered events.
+        Leg("provider_webhook_health", "prod_safe", 5.0, "none", exchanges=20, interval_seconds=120.0,
+            providers=("stripe", "razorpay")),
     )
 }
 

@@ -32,6 +32,18 @@ def api_context(ca_bundle: str | None, client_cert: str | None, client_key: str 
     return context
 
 
+@functools.lru_cache(maxsize=4)
+def provider_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The payment provider's API: the system store (api.stripe.com has a public certificate), plus the
+    billing API's CA bundle when one is set (the sandbox, serving both, has a private CA)."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def checked_context(ca_bundle: str | None, client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
     """``api_context`` with a refused CA bundle reported under its variable."""
     try:

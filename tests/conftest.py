@@ -87,6 +87,15 @@ def ca_of(sandbox: SandboxServer) -> str:
     return str(sandbox.settings.tls.ca_path) if sandbox.settings.tls else ""
 
 
+def provider_env(sandbox: SandboxServer) -> dict[str, str]:
+    """What provider_webhook_health needs to ask the sandbox, which is the payment provider too (SPEC 17)."""
+    if not sandbox.settings.provider_api_key:
+        return {}
+    return {"PAYMENT_PROBE_PROVIDER_API_KEY": sandbox.settings.provider_api_key,
+            "PAYMENT_PROBE_PROVIDER_API_URL": sandbox.url,
+            "PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID": sandbox.settings.razorpay_account_id}
+
+
 def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment a runner needs to probe the sandbox with every leg able to pass."""
     env = {
@@ -106,6 +115,7 @@ def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra
     }
     if sandbox.settings.tls:
         env["PAYMENT_PROBE_CA_BUNDLE"] = ca_of(sandbox)
+    env.update(provider_env(sandbox))
     env.update(extra)
     return env
 

@@ -55,8 +55,9 @@ def test_defaults_follow_the_spec() -> None:
     # SPEC 18's per-leg defaults; the loop ticks at the shortest
     assert {leg: config.interval_of(leg) for leg in config.legs} == {
         "checkout_reachable": 60.0, "billing_state": 60.0, "invoices_reachable": 60.0, "webhook_security": 60.0,
-        "upgrade_webhook_e2e": 300.0, "tls_certificate": 900.0, "webhook_replay": 300.0}
-    assert config.tick_seconds == 60.0 and config.legs == tuple(LEGS)
+        "upgrade_webhook_e2e": 300.0, "tls_certificate": 900.0, "webhook_replay": 300.0,
+        "provider_webhook_health": 120.0}
+    assert config.tick_seconds == 60.0 and config.legs == tuple(LEGS)  # razorpay: every leg exists for it
     assert (config.leg_timeout_seconds, config.upgrade_wait_seconds) == (60.0, 30.0)
     assert (config.expected_tier, config.checkout_plan_id, config.webhook_path) == ("pro", "pro", "/razorpay/webhook")
     assert config.audit_table == "audit_log"
@@ -373,7 +374,10 @@ def test_a_tick_runs_the_legs_whose_interval_divides_its_time() -> None:
     every_minute = ("checkout_reachable", "billing_state", "invoices_reachable", "webhook_security")
     assert config.due_legs(1_800_000_060.0) == every_minute  # a minute that is not a 5-minute mark
     assert config.due_legs(1_800_000_300.0) == (*every_minute, "upgrade_webhook_e2e", "webhook_replay")
-    assert config.due_legs(1_800_000_900.0) == tuple(LEGS)  # 900 divides it: the certificate too
+    assert config.due_legs(1_800_000_900.0) == (*every_minute, "upgrade_webhook_e2e", "tls_certificate",
+                                                "webhook_replay")  # 900 divides it: the certificate too
+    assert config.due_legs(1_800_000_120.0) == (*every_minute, "provider_webhook_health")
+    assert config.due_legs(1_800_001_800.0) == tuple(LEGS)  # every interval divides it
     assert config.due_legs(1_800_000_030.0) == ()  # not a tick at all
 
 

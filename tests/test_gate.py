@@ -14,10 +14,11 @@ import pytest
 
 from sandbox.server import SandboxServer
 
-from conftest import ca_of
+from conftest import ca_of, provider_env
 from test_runner import base_env
 
-PROD_SAFE = {"checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate"}
+PROD_SAFE = {"checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate",
+             "provider_webhook_health"}
 
 
 def gate(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -32,7 +33,7 @@ def gate_env(sandbox: SandboxServer, tmp_path: Path) -> dict[str, str]:
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -x --no-such-option\n")
     (tmp_path / "conftest.py").write_text("raise RuntimeError('the application conftest must not be imported')\n")
     return {"PAYMENT_PROBE_CA_BUNDLE": ca_of(sandbox), "PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS": "5",
-            "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool")}
+            "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path / "spool"), **provider_env(sandbox)}
 
 
 def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -44,7 +45,7 @@ def test_every_leg_passing_is_exit_0_with_junit_and_json(sandbox: SandboxServer,
     proc = gate("--base-url", sandbox.url, "--junitxml=out/junit.xml", "--probe-json=out/outcomes.json",
                 env=gate_env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert _last_line(proc) == "payment-probe gate: passed: 5 of 5 leg(s) run passed"
+    assert _last_line(proc) == "payment-probe gate: passed: 6 of 6 leg(s) run passed"
     outcomes = json.loads((tmp_path / "out" / "outcomes.json").read_text())
     assert {o["leg"]: o["result"] for o in outcomes} == dict.fromkeys(PROD_SAFE, "pass")
     cases = {c.get("name") for c in ET.parse(tmp_path / "out" / "junit.xml").getroot().iter("testcase")}
@@ -81,7 +82,7 @@ def test_a_leg_it_was_given_no_configuration_for_does_not_fail_it_and_is_named(
     assert ("payment-probe gate: not run (no configuration for them): upgrade_webhook_e2e "
             "(config_missing:PAYMENT_PROBE_DATABASE_URL), webhook_replay (config_missing:PAYMENT_PROBE_DATABASE_URL)"
             ) in lines
-    assert lines[-1] == "payment-probe gate: passed: 5 of 5 leg(s) run passed, 2 not run"
+    assert lines[-1] == "payment-probe gate: passed: 6 of 6 leg(s) run passed, 2 not run"
 
 
 def test_no_base_url_is_exit_2_never_a_green_gate(gate_env: dict[str, str], tmp_path: Path) -> None:

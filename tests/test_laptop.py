@@ -12,11 +12,11 @@ import pytest
 
 from sandbox.server import SandboxServer
 
-from conftest import PLAN_ID, REPO, WEBHOOK_SECRET, ca_of, query
+from conftest import PLAN_ID, REPO, WEBHOOK_SECRET, ca_of, provider_env, query
 from test_runner import base_env
 
 PROD_SAFE = ["test_checkout_reachable", "test_billing_state", "test_invoices_reachable", "test_webhook_security",
-             "test_tls_certificate"]
+             "test_tls_certificate", "test_provider_webhook_health"]
 
 
 def pytest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,7 +40,8 @@ def test_prod_safe_from_a_laptop_with_junit(sandbox: SandboxServer, tmp_path: Pa
     junit, outcomes, log = tmp_path / "probe.xml", tmp_path / "outcomes.json", tmp_path / "outcomes.jsonl"
     proc = pytest_cli("-m", "prod_safe", "--base-url", sandbox.url, f"--junitxml={junit}",
                       f"--probe-json={outcomes}", f"--probe-log={log}", *xdist, env={
-                          "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path), "PAYMENT_PROBE_CA_BUNDLE": ca_of(sandbox)})
+                          "PAYMENT_PROBE_SPOOL_DIR": str(tmp_path), "PAYMENT_PROBE_CA_BUNDLE": ca_of(sandbox),
+                          **provider_env(sandbox)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _junit(junit) == dict.fromkeys(PROD_SAFE, "passed")  # one testcase per leg, named after it
     assert sorted(o["leg"] for o in json.loads(outcomes.read_text())) == sorted(t[5:] for t in PROD_SAFE)

@@ -407,7 +407,8 @@ def test_a_leg_that_raises_leaves_the_next_run_normal(probe: Probe) -> None:
     first, second = memory.flushed
     assert {o.leg: o.reason for o in first}["billing_state"] == "not_json"
     assert {o.leg: o.result for o in second if o.leg not in ("upgrade_webhook_e2e", "webhook_replay")} == dict.fromkeys(
-        ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate"], "pass")
+        ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate",
+         "provider_webhook_health"], "pass")
 
 
 def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:

@@ -210,13 +210,15 @@ def one_location(leg: str, location: str, value: int = 1, reason: str = NO_REASO
 SECURITY_TEXT = ("The leg {} failed critically in its latest run. unsigned_accepted, forged_accepted or "
                  "stale_accepted: the webhook accepted a delivery without a valid, current signature, so anyone "
                  "can forge a paid upgrade. replay_applied: a provider's retry of an event already applied was "
-                 "applied again after a cancellation. Treat as a security incident.")
+                 "applied again after a cancellation. Treat as a security incident. endpoint_disabled: the payment "
+                 "provider has disabled the webhook endpoint, so no real payment event reaches the billing API "
+                 "(provider_webhook_health).")
 
 
 def security(leg: str, reason: str = NO_REASON, located: Iterable[tuple[str, str]] = ()) -> dict:
     return {"exp_labels": {"severity": "critical", "team": "billing-oncall", "leg": leg},
             "exp_annotations": {
-                "summary": f"{leg}: {reason} — the payment webhook accepted what it must refuse",
+                "summary": f"{leg}: {reason} — the payment webhook is open to forgery, replays, or closed to the provider",
                 "description": SECURITY_TEXT.format(leg) + latest(located),
                 "runbook_url": RUNBOOK.format("PaymentProbeWebhookSecurityFailing")}}
 

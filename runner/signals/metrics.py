@@ -145,6 +145,16 @@ class ProbeMetrics:
             ["leg"], registry=registry,
         )
         self.enabled_since: Gauge | None = None  # created by prime()
+        self.provider_undelivered = Gauge(
+            "instant_payment_probe_provider_undelivered_events",
+            "Events the payment provider has not delivered to the webhook endpoint (latest provider_webhook_health).",
+            registry=registry,
+        )
+        self.provider_oldest_undelivered = Gauge(
+            "instant_payment_probe_provider_oldest_undelivered_seconds",
+            "Age of the oldest of them, seconds (0: none).",
+            registry=registry,
+        )
         self.history: LegHistory | None = None  # created by prime(): the selected legs' latest runs
         self._latest_reason: dict[str, str] = {}
         for sink in SINK_NAMES:
@@ -207,6 +217,12 @@ class MetricsSink:
         for phase, seconds in outcome.phases.items():
             if phase in PHASES:
                 self.metrics.phase.labels(leg=outcome.leg, phase=phase).set(seconds)
+        for key, gauge in (("undelivered_events", self.metrics.provider_undelivered),
+                           ("oldest_undelivered_seconds", self.metrics.provider_oldest_undelivered)):
+            figure = outcome.metadata.get(key)
+            if outcome.leg == "provider_webhook_health" and isinstance(figure, int | float) \
+                    and not isinstance(figure, bool):
+                gauge.set(figure)
         not_after = outcome.metadata.get("cert_not_after")
         if isinstance(not_after, int | float) and not isinstance(not_after, bool):
             self.metrics.cert_expiry.set(not_after)
