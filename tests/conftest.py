@@ -28,6 +28,7 @@ from runner.signals.sink import MemorySink  # noqa: E402
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start  # noqa: E402
 from sandbox.tls import make_tls  # noqa: E402
 from synthetics.config import ProbeConfig, load_config  # noqa: E402
+from synthetics.registry import LEGS as REGISTRY_LEGS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "whsec_tests_5f1e0c"
@@ -88,12 +89,21 @@ def ca_of(sandbox: SandboxServer) -> str:
 
 
 def provider_env(sandbox: SandboxServer) -> dict[str, str]:
-    """What provider_webhook_health needs to ask the sandbox, which is the payment provider too (SPEC 17)."""
-    if not sandbox.settings.provider_api_key:
-        return {}
-    return {"PAYMENT_PROBE_PROVIDER_API_KEY": sandbox.settings.provider_api_key,
-            "PAYMENT_PROBE_PROVIDER_API_URL": sandbox.url,
-            "PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID": sandbox.settings.razorpay_account_id}
+    """What the provider legs need to ask the sandbox, which is the payment provider too (SPEC 17)."""
+    env = {"PAYMENT_PROBE_PROVIDER_API_URL": sandbox.url,
+           "PAYMENT_PROBE_RAZORPAY_ACCOUNT_ID": sandbox.settings.razorpay_account_id}
+    if sandbox.settings.provider_api_key:
+        env["PAYMENT_PROBE_PROVIDER_API_KEY"] = sandbox.settings.provider_api_key
+    if sandbox.settings.provider_test_key:
+        env["PAYMENT_PROBE_PROVIDER_TEST_KEY"] = sandbox.settings.provider_test_key
+    return env
+
+
+# The legs that look at the billing API itself: what the default test environment runs. The provider legs
+# (SPEC 17) ask the payment provider (the sandbox too) and have their own tests (test_provider_*.py), which
+# add provider_env() and name them in PAYMENT_PROBE_LEGS.
+PROVIDER_LEGS = ("provider_webhook_health", "provider_roundtrip")
+LEGS = {name: leg for name, leg in REGISTRY_LEGS.items() if name not in PROVIDER_LEGS}
 
 
 def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -112,10 +122,10 @@ def probe_env(sandbox: SandboxServer, database_url: str, tmp_path: Path, **extra
         "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS": "0.3",  # webhook_replay's hold: a wait, not work
         # Exact outcomes per run: the confirmation's retries are tested on their own (test_confirm).
         "PAYMENT_PROBE_CONFIRM_RETRIES": "0",
+        "PAYMENT_PROBE_LEGS": ",".join(LEGS),
     }
     if sandbox.settings.tls:
         env["PAYMENT_PROBE_CA_BUNDLE"] = ca_of(sandbox)
-    env.update(provider_env(sandbox))
     env.update(extra)
     return env
 

@@ -23,10 +23,9 @@ from runner.signals.events import EventSink, SinkError
 from runner.signals.outcome import Outcome
 from runner.signals.standalone import bounded_push
 from sandbox.server import SandboxServer
-from synthetics.registry import LEGS
 from synthetics.secret import Secret
 
-from conftest import Probe, probe_env, query
+from conftest import LEGS, Probe, probe_env, query
 from receivers import EventCollector
 from test_runner import cli, spawn, wait_for
 

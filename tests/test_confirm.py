@@ -17,9 +17,8 @@ from runner.legrun import LegRunner
 from runner.signals.metrics import MetricsSink, ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
-from synthetics.registry import LEGS
 
-from conftest import Probe, probe_env, query
+from conftest import LEGS, Probe, probe_env, query
 from test_runner import wait_for
 
 

@@ -21,9 +21,8 @@ from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start
 from sandbox.tls import make_tls
-from synthetics.registry import LEGS
 
-from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, free_port, probe_env, query
+from conftest import LEGS, PLAN_ID, WEBHOOK_SECRET, Probe, free_port, probe_env, query
 from test_runner import cli, spawn, wait_for
 
 BAD_ANSWERS = [

@@ -27,9 +27,8 @@ from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxServer
 from synthetics import wire
-from synthetics.registry import LEGS
 
-from conftest import REPO, Probe, free_port, probe_env, query
+from conftest import LEGS, REPO, Probe, free_port, probe_env, query
 from test_runner import Spawned, base_env, cli, wait_for
 
 # A runner process as `payment-probe run` builds it, without the first run's scrape grace (up to a

@@ -22,7 +22,7 @@ import pytest
 
 from sandbox.server import SandboxServer
 
-from conftest import PLAN_ID, REPO, WEBHOOK_SECRET, ca_of
+from conftest import PLAN_ID, REPO, WEBHOOK_SECRET, ca_of, provider_env
 
 
 def _run(argv: list[str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -85,7 +85,8 @@ def test_every_command_works_installed_from_another_directory(installed: Path, s
                RAZORPAY_TEST_WEBHOOK_SECRET=WEBHOOK_SECRET, PAYMENT_PROBE_TEST_PLAN_ID_PRO=PLAN_ID,
                PAYMENT_PROBE_CA_BUNDLE=ca_of(sandbox), PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS="5",
                PAYMENT_PROBE_UPGRADE_WAIT_SECONDS="5", PAYMENT_PROBE_REPLAY_SETTLE_SECONDS="0.3",
-               PAYMENT_PROBE_CONFIRM_RETRIES="0", PAYMENT_PROBE_SPOOL_DIR=str(tmp_path / "spool"))
+               PAYMENT_PROBE_CONFIRM_RETRIES="0", PAYMENT_PROBE_SPOOL_DIR=str(tmp_path / "spool"),
+               **provider_env(sandbox))
 
     version = _run([probe, "--version"], cwd=elsewhere, env=env)
     assert (version.returncode, version.stdout.strip()) == (0, "payment-probe 0.1.0")
@@ -96,15 +97,15 @@ def test_every_command_works_installed_from_another_directory(installed: Path, s
     outcomes = {o["leg"]: (o["result"], o["reason"]) for o in json.loads(once.stdout)}
     assert outcomes == {leg: ("pass", "ok") for leg in (
         "checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "upgrade_webhook_e2e",
-        "tls_certificate", "webhook_replay")}
+        "tls_certificate", "webhook_replay", "provider_webhook_health")}
     gate = _run([probe, "gate", "--junitxml=j.xml", "--probe-json=o.json"], cwd=elsewhere, env=env)
     assert gate.returncode == 0, gate.stderr[-3000:]
-    assert gate.stderr.strip().splitlines()[-1] == "payment-probe gate: passed: 5 of 5 leg(s) run passed"
-    assert (elsewhere / "j.xml").is_file() and len(json.loads((elsewhere / "o.json").read_text())) == 5
+    assert gate.stderr.strip().splitlines()[-1] == "payment-probe gate: passed: 6 of 6 leg(s) run passed"
+    assert (elsewhere / "j.xml").is_file() and len(json.loads((elsewhere / "o.json").read_text())) == 6
     plain = _run([str(installed / "python"), "-m", "pytest", "-p", "synthetics.plugin", "-p", "runner.signals.plugin",
                   "--pyargs", "synthetics", "-m", "prod_safe", "--base-url", sandbox.url, "-q"], cwd=elsewhere, env=env)
     assert plain.returncode == 0, plain.stdout[-3000:]
-    assert re.search(r"\b5 passed\b", plain.stdout)
+    assert re.search(r"\b6 passed\b", plain.stdout)
 
 
 def test_what_the_base_install_leaves_out_says_which_extra(installed: Path, tmp_path: Path) -> None:

@@ -11,9 +11,8 @@ import requests
 
 from sandbox.server import SandboxServer
 from synthetics.config import ConfigError, load_config
-from synthetics.registry import LEGS
 
-from conftest import free_port, probe_env, query
+from conftest import LEGS, free_port, probe_env, query
 from test_runner import cli, spawn, wait_for
 
 

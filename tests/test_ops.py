@@ -25,10 +25,9 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from runner.signals.metrics import ProbeMetrics
 from sandbox.server import SandboxServer
 from synthetics.config import SECRET_VARIABLES, VARIABLES
-from synthetics.registry import LEGS
 from synthetics.secret import Secret
 
-from conftest import REPO, free_port, probe_env, query
+from conftest import LEGS, REPO, free_port, probe_env, query
 from test_runner import cli, spawn, wait_for
 
 DOCKER = REPO / "docker"

@@ -20,7 +20,7 @@ from sandbox.server import SandboxSettings, start
 from synthetics.config import ConfigError, load_config
 from synthetics.registry import LEGS
 
-from conftest import PLAN_ID, WEBHOOK_SECRET, Probe
+from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, provider_env
 
 LEG = "provider_webhook_health"
 
@@ -37,7 +37,8 @@ def provider_probe(request: pytest.FixtureRequest, database_url: str, tmp_path: 
 
 def _leg(probe: Probe, *faults: str, **extra: str) -> tuple[Outcome, ProbeMetrics]:
     probe.sandbox.faults.replace(faults)
-    config = probe.config(PAYMENT_PROBE_PROVIDER=probe.sandbox.settings.provider, **extra)
+    config = probe.config(**{"PAYMENT_PROBE_PROVIDER": probe.sandbox.settings.provider, "PAYMENT_PROBE_LEGS": LEG,
+                             **provider_env(probe.sandbox), **extra})
     metrics = ProbeMetrics(CollectorRegistry())
     metrics.prime()
     sink = MemorySink()

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from test_laptop import pytest_cli
 
-from synthetics.registry import LEGS
-
-from conftest import Probe, probe_env, query
+from conftest import LEGS, Probe, probe_env, query
 from test_runner import cli
 
 SECRETS = {"razorpay": "whsec_tests_5f1e0c", "stripe": "whsec_tests_stripe_9a8b7c",

@@ -8,9 +8,7 @@ import time
 
 import pytest
 
-from synthetics.registry import LEGS
-
-from conftest import Probe, legs_in_own_process, probe_env
+from conftest import LEGS, Probe, legs_in_own_process, probe_env
 
 REACHABILITY = {"checkout": "checkout_reachable", "billing": "billing_state", "invoices": "invoices_reachable"}
 

@@ -27,9 +27,8 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxServer
-from synthetics.registry import LEGS
 
-from conftest import REPO, Probe, free_port, probe_env, query
+from conftest import LEGS, REPO, Probe, free_port, probe_env, query
 from receivers import ConnectionCounter
 
 
@@ -407,8 +406,7 @@ def test_a_leg_that_raises_leaves_the_next_run_normal(probe: Probe) -> None:
     first, second = memory.flushed
     assert {o.leg: o.reason for o in first}["billing_state"] == "not_json"
     assert {o.leg: o.result for o in second if o.leg not in ("upgrade_webhook_e2e", "webhook_replay")} == dict.fromkeys(
-        ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate",
-         "provider_webhook_health"], "pass")
+        ["checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate"], "pass")
 
 
 def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:

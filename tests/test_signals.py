@@ -25,10 +25,10 @@ from runner.signals.sink import MemorySink
 from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxSettings, ensure_teams_table, start
 from synthetics.config import ProbeConfig, load_config
-from synthetics.registry import LEGS, RESULTS
+from synthetics.registry import RESULTS
 from synthetics.secret import Secret
 
-from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, query
+from conftest import LEGS, PLAN_ID, WEBHOOK_SECRET, Probe, query
 from receivers import EventCollector
 
 

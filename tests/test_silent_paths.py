@@ -24,9 +24,8 @@ import requests
 from grey import FreezableProxy
 
 from sandbox.server import SandboxServer
-from synthetics.registry import LEGS
 
-from conftest import free_port, probe_env, query
+from conftest import LEGS, free_port, probe_env, query
 from test_runner import Spawned, cli, spawn, wait_for
 
 

@@ -24,9 +24,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from test_laptop import pytest_cli
 
 from sandbox.server import SandboxServer
-from synthetics.registry import LEGS
 
-from conftest import REPO, probe_env, query
+from conftest import LEGS, REPO, probe_env, query
 from receivers import EventCollector
 from test_runner import cli
 
