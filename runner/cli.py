@@ -220,7 +220,7 @@ def cmd_maintenance(args: argparse.Namespace, config: ProbeConfig) -> int:
 def cmd_sweep(config: ProbeConfig) -> int:
     if not config.database_url:
         return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
-    from runner.sweep import sweep_orphans
+    from runner.sweep import SweepError, sweep_orphans, sweep_provider_customers
 
     try:
         reaped = sweep_orphans(config.database_url, config.leg_timeout_seconds)
@@ -228,6 +228,14 @@ def cmd_sweep(config: ProbeConfig) -> int:
         print(f"payment-probe: sweep failed ({type(exc).__name__})", file=sys.stderr)
         return EXIT_FAILED
     print(reaped)
+    try:
+        customers = sweep_provider_customers(config)
+    except SweepError as exc:
+        print(f"payment-probe: sweep of the provider's test customers failed ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    if config.provider == "stripe" and config.provider_test_key is not None:
+        print(f"payment-probe: deleted {customers} leftover synthetic test customer(s) at the provider",
+              file=sys.stderr)
     return EXIT_OK
 
 

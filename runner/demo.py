@@ -27,7 +27,8 @@ DEMO_PLAN = "plan_test_pro"
 # A cadence that shows the mechanism in a minute (SPEC 18): the HTTP legs every 10 s, the rest every 30 s.
 DEMO_INTERVALS = (("checkout_reachable", 10.0), ("billing_state", 10.0), ("invoices_reachable", 10.0),
                   ("webhook_security", 10.0), ("upgrade_webhook_e2e", 30.0), ("tls_certificate", 30.0),
-                  ("webhook_replay", 30.0), ("provider_webhook_health", 30.0))
+                  ("webhook_replay", 30.0), ("provider_webhook_health", 30.0),
+                  ("provider_roundtrip", 30.0))
 
 
 def _port_free(port: int) -> bool:
@@ -89,8 +90,9 @@ def run_demo(base: ProbeConfig, faults: list[str], interval: float | None, metri
             webhook_secret=Secret(DEMO_SECRET), test_plan_id_pro=DEMO_PLAN, **demo_cadence(base, interval),  # type: ignore[arg-type]
             metrics_port=port, metrics_host="127.0.0.1", environment=base.environment or "demo",
             spool_dir=str(workdir / "spool"), ca_bundle=str(tls.ca_path),
-            # The sandbox is the payment provider too (SPEC 17): provider_webhook_health asks it.
-            provider_api_key=Secret(sandbox.settings.provider_api_key) if sandbox.settings.provider_api_key else None,
+            # The sandbox is the payment provider too (SPEC 17): the provider legs ask it.
+            provider_api_key=_secret(sandbox.settings.provider_api_key),
+            provider_test_key=_secret(sandbox.settings.provider_test_key),
             provider_api_url=sandbox.url, public_webhook_url=sandbox.url + sandbox.settings.webhook_path,
             razorpay_account_id=sandbox.settings.razorpay_account_id,
             # Shorter waits than production's, unless the operator set their own.
@@ -121,6 +123,10 @@ def run_demo(base: ProbeConfig, faults: list[str], interval: float | None, metri
         print(f"running each leg on its interval ({every}); Ctrl-C to stop", flush=True)
         app.run_forever()
         return 0
+
+
+def _secret(value: str | None) -> Secret | None:
+    return Secret(value) if value else None
 
 
 def _unless_set(base: ProbeConfig, name: str, demo_value: float) -> float:

@@ -23,7 +23,7 @@ NAMED_FAULTS = frozenset(
         "webhook_accept_stale", "webhook_no_dedup", "cancel_ignored", "webhook_duplicate_409",
         # the sandbox as the payment provider (SPEC 17; sandbox.provider_api)
         "provider_endpoint_disabled", "provider_wrong_url", "provider_events_unsubscribed",
-        "provider_deliveries_failing",
+        "provider_deliveries_failing", "provider_secret_mismatch", "provider_card_declined",
     }
 )
 

@@ -85,18 +85,21 @@ def _page(objects: list[dict[str, Any]], query: dict[str, list[str]], page_size:
 
 def handle_stripe(server: Any, headers: Any, path: str, raw_query: str) -> tuple[int, dict[str, Any]] | None:
     """The answer to a Stripe API GET, or None when the path is not one it serves."""
-    if path not in ("/v1/webhook_endpoints", "/v1/events"):
+    if path not in ("/v1/webhook_endpoints", "/v1/events", "/v1/customers"):
         return None
-    keys = (server.settings.provider_api_key, server.settings.provider_test_key)
-    given = headers.get("Authorization", "")
-    if not any(k and hmac.compare_digest(given.encode(), f"Bearer {k}".encode()) for k in keys):
+    if not _stripe_key(server, headers, write=False):
         return _stripe_error(401, "invalid_request_error", "api_key_invalid", "Invalid API Key provided")
+    if path == "/v1/customers":  # the TEST key's (the read-only key has no Customers permission)
+        if not _stripe_key(server, headers, write=True):
+            return _stripe_error(403, "invalid_request_error", "permission_denied", "Missing permission")
+        return server.provider_engine.handle("GET", path, raw_query, b"", None)
     query = parse_qs(raw_query)
     size = server.settings.provider_page_size
     if path == "/v1/webhook_endpoints":
         return 200, _page(stripe_endpoints(server), query, size, path)
     now = time.time()
-    events = stripe_events(server, now)
+    events = sorted(stripe_events(server, now) + server.provider_engine.listed_events(),
+                    key=lambda e: -int(e["created"]))
     if (query.get("delivery_success") or [""])[0] == "false":
         events = [e for e in events if e["pending_webhooks"] > 0]
     elif (query.get("delivery_success") or [""])[0] == "true":
@@ -106,6 +109,24 @@ def handle_stripe(server: Any, headers: Any, path: str, raw_query: str) -> tuple
     if query.get("created[gte]"):
         events = [e for e in events if e["created"] >= int(query["created[gte]"][0])]
     return 200, _page(events, query, size, path)
+
+
+def _stripe_key(server: Any, headers: Any, *, write: bool) -> bool:
+    """The Bearer key is the sandbox's read-only key (reads only) or its TEST key (reads and writes)."""
+    keys = (server.settings.provider_test_key,) if write else (server.settings.provider_api_key,
+                                                                 server.settings.provider_test_key)
+    given = headers.get("Authorization", "")
+    return any(k and hmac.compare_digest(given.encode(), f"Bearer {k}".encode()) for k in keys)
+
+
+def _stripe_write(server: Any, headers: Any, method: str, path: str, raw_query: str,
+                  body: bytes) -> tuple[int, dict[str, Any]]:
+    if not _stripe_key(server, headers, write=False):
+        return _stripe_error(401, "invalid_request_error", "api_key_invalid", "Invalid API Key provided")
+    if not _stripe_key(server, headers, write=True):
+        return _stripe_error(403, "invalid_request_error", "permission_denied", "The key has no write permission")
+    answer = server.provider_engine.handle(method, path, raw_query, body, headers.get("Idempotency-Key"))
+    return answer or _stripe_error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL")
 
 
 def handle_razorpay(server: Any, headers: Any, path: str) -> tuple[int, dict[str, Any]] | None:
@@ -130,12 +151,14 @@ def handle_razorpay(server: Any, headers: Any, path: str) -> tuple[int, dict[str
     return 200, {"entity": "collection", "count": 2, "items": [other, hook]}
 
 
-def respond(handler: Any, path: str, raw_query: str) -> bool:
-    """Serve a provider API GET on ``handler``; False when ``path`` is not the provider's."""
+def respond(handler: Any, path: str, raw_query: str, method: str = "GET", body: bytes = b"") -> bool:
+    """Serve a provider API request on ``handler``; False when ``path`` is not the provider's."""
     server = handler.server
     provider = server.settings.provider
     answer: tuple[int, dict[str, Any]] | None = None
-    if provider == "stripe" and path.startswith("/v1/"):
+    if provider == "stripe" and path.startswith("/v1/") and method != "GET":
+        answer = _stripe_write(server, handler.headers, method, path, raw_query, body)
+    elif provider == "stripe" and path.startswith("/v1/"):
         answer = handle_stripe(server, handler.headers, path, raw_query) or \
             _stripe_error(404, "invalid_request_error", "resource_missing", "Unrecognized request URL")
     elif provider == "razorpay" and path.startswith("/v2/"):

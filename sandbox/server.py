@@ -82,6 +82,9 @@ class SandboxServer(ThreadingHTTPServer):
         if settings.provider_test_key is None and settings.provider == "stripe":
             settings.provider_test_key = "sk_test_51SandboxTestModeKey0000"
         self.started_at = time.time()
+        from sandbox.provider_engine import StripeTestMode
+
+        self.provider_engine = StripeTestMode(self)  # serves only when the provider is stripe
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.settings = settings
@@ -205,9 +208,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "not_found"})
 
+    def do_DELETE(self) -> None:
+        self._record()
+        path, _, raw_query = self.path.partition("?")
+        if not provider_api.respond(self, path, raw_query, "DELETE"):
+            self._json(404, {"error": "not_found"})
+
     def do_POST(self) -> None:
         self._record()
-        path = self.path.split("?", 1)[0]
+        path, _, raw_query = self.path.partition("?")
+        if path.startswith("/v1/") and provider_api.respond(self, path, raw_query, "POST", self._read_body()):
+            return
         if path == "/_sandbox/faults":
             self._set_faults()
         elif path == "/api/v1/billing/checkout":
@@ -340,6 +351,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         settings = self.server.settings
         body = self._read_body()
         if self._common_faults("webhook"):
+            return
+        if "provider_deliveries_failing" in faults and self.headers.get("User-Agent", "").startswith("Stripe/"):
+            self._json(500, {"error": "internal"})  # the billing API fails the provider's own deliveries
             return
         headers = {name: self.headers.get(name, "") for name in self.headers.keys()}  # noqa: SIM118
         verdict = schemes.verify(settings.provider, settings.webhook_secret, headers, body, time.time())

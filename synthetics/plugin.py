@@ -223,6 +223,28 @@ def upgrade_settings(probe_config: ProbeConfig) -> UpgradeSettings:
     )
 
 
+@dataclass(frozen=True)
+class RoundtripSettings:
+    """provider_roundtrip's settings (SPEC 17): the database, the Stripe TEST key, the test price."""
+
+    database_url: Secret
+    plan_id: str
+
+
+@pytest.fixture
+def roundtrip_settings(probe_config: ProbeConfig) -> RoundtripSettings:
+    """The round trip's variables; the first missing one names the ``degraded`` reason."""
+    for variable, value in (
+        ("PAYMENT_PROBE_DATABASE_URL", probe_config.database_url),
+        ("PAYMENT_PROBE_PROVIDER_TEST_KEY", probe_config.provider_test_key),
+        ("PAYMENT_PROBE_TEST_PLAN_ID_PRO", probe_config.test_plan_id_pro),
+    ):
+        if not value:
+            degrade(f"config_missing:{variable}")
+    assert probe_config.database_url and probe_config.test_plan_id_pro
+    return RoundtripSettings(probe_config.database_url, probe_config.test_plan_id_pro)
+
+
 @dataclass
 class CohortTeam:
     id: str
@@ -234,8 +256,18 @@ def cohort_team(
     upgrade_settings: UpgradeSettings, run_id: str, leg_record: LegRecord
 ) -> Iterator[CohortTeam]:
     """Mint a hobby-tier cohort team and always reap it, on every path including a timeout."""
+    yield from _cohort_team(upgrade_settings.database_url, run_id, leg_record)
+
+
+@pytest.fixture
+def roundtrip_team(roundtrip_settings: RoundtripSettings, run_id: str, leg_record: LegRecord) -> Iterator[CohortTeam]:
+    """The round trip's cohort team: minted and always reaped like the upgrade leg's."""
+    yield from _cohort_team(roundtrip_settings.database_url, run_id, leg_record)
+
+
+def _cohort_team(database_url: Secret, run_id: str, leg_record: LegRecord) -> Iterator[CohortTeam]:
     try:
-        conn = db.connect(upgrade_settings.database_url)
+        conn = db.connect(database_url)
     except Exception as exc:
         degrade("mint_failed", f"database unreachable ({type(exc).__name__})")
     try:
@@ -249,7 +281,7 @@ def cohort_team(
     try:
         yield team
     finally:
-        _reap(upgrade_settings.database_url, team)
+        _reap(database_url, team)
 
 
 def _reap(database_url: Secret, team: CohortTeam) -> None:

@@ -41,6 +41,8 @@ LEGS: dict[str, Leg] = {
         # The provider's view (SPEC 17): up to 10 pages of endpoints and 10 of undelivered events.
         Leg("provider_webhook_health", "prod_safe", 5.0, "none", exchanges=20, interval_seconds=120.0,
             providers=("stripe", "razorpay")),
+        # Stripe delivers the charge itself (TEST mode): bounded by the leg timeout, as the money path is.
+        Leg("provider_roundtrip", "upgrade", 30.0, "none", interval_seconds=900.0, providers=("stripe",)),
     )
 }
 

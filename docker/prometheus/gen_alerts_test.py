@@ -212,7 +212,9 @@ SECURITY_TEXT = ("The leg {} failed critically in its latest run. unsigned_accep
                  "can forge a paid upgrade. replay_applied: a provider's retry of an event already applied was "
                  "applied again after a cancellation. Treat as a security incident. endpoint_disabled: the payment "
                  "provider has disabled the webhook endpoint, so no real payment event reaches the billing API "
-                 "(provider_webhook_health).")
+                 "(provider_webhook_health). delivery_rejected: the provider's own, correctly signed delivery was "
+                 "refused (a rotated secret, an old URL, a proxy, the handler), so every real payment meets the same "
+                 "(provider_roundtrip).")
 
 
 def security(leg: str, reason: str = NO_REASON, located: Iterable[tuple[str, str]] = ()) -> dict:
