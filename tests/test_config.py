@@ -57,7 +57,9 @@ def test_defaults_follow_the_spec() -> None:
         "checkout_reachable": 60.0, "billing_state": 60.0, "invoices_reachable": 60.0, "webhook_security": 60.0,
         "upgrade_webhook_e2e": 300.0, "tls_certificate": 900.0, "webhook_replay": 300.0,
         "provider_webhook_health": 120.0}
-    assert config.tick_seconds == 60.0 and config.legs == tuple(LEGS)  # razorpay: every leg exists for it
+    # razorpay: every leg but Stripe's own round trip
+    assert config.tick_seconds == 60.0 and config.legs == tuple(leg for leg in LEGS if leg != "provider_roundtrip")
+    assert load_config({"PAYMENT_PROBE_PROVIDER": "stripe"}).interval_of("provider_roundtrip") == 900.0
     assert (config.leg_timeout_seconds, config.upgrade_wait_seconds) == (60.0, 30.0)
     assert (config.expected_tier, config.checkout_plan_id, config.webhook_path) == ("pro", "pro", "/razorpay/webhook")
     assert config.audit_table == "audit_log"
@@ -377,7 +379,7 @@ def test_a_tick_runs_the_legs_whose_interval_divides_its_time() -> None:
     assert config.due_legs(1_800_000_900.0) == (*every_minute, "upgrade_webhook_e2e", "tls_certificate",
                                                 "webhook_replay")  # 900 divides it: the certificate too
     assert config.due_legs(1_800_000_120.0) == (*every_minute, "provider_webhook_health")
-    assert config.due_legs(1_800_001_800.0) == tuple(LEGS)  # every interval divides it
+    assert config.due_legs(1_800_001_800.0) == config.legs  # every interval divides it
     assert config.due_legs(1_800_000_030.0) == ()  # not a tick at all
 
 

@@ -463,7 +463,7 @@ def test_the_runner_works_under_the_probe_role(probe_role: str, sandbox: Sandbox
     assert (swept.returncode, swept.stdout.strip()) == (0, "0")
     from runner.status import StatusSource
 
-    snapshot = StatusSource(Secret(probe_role), "audit_log", 300).snapshot()
+    snapshot = StatusSource(Secret(probe_role), "audit_log", dict.fromkeys(LEGS, 300.0)).snapshot()
     assert snapshot["history_available"] is True
     assert {leg["result"] for leg in snapshot["legs"]} == {"pass"}
     assert all(leg["uptime"]["24h"] == 100.0 for leg in snapshot["legs"])

@@ -40,7 +40,8 @@ def test_each_leg_carries_exactly_its_registered_marker() -> None:
 
 
 def test_only_the_money_path_legs_are_marked_upgrade() -> None:
-    assert [n for n, leg in LEGS.items() if leg.marker == "upgrade"] == ["upgrade_webhook_e2e", "webhook_replay"]
+    assert [n for n, leg in LEGS.items() if leg.marker == "upgrade"] == [
+        "upgrade_webhook_e2e", "webhook_replay", "provider_roundtrip"]
     assert LEGS["webhook_replay"].slow_seconds == 10.0
 
 
