@@ -114,6 +114,10 @@ def test_trickling_body_fails_on_the_deadline_not_the_leg_timeout(probe: Probe) 
     outcome = probe.run("invoices_trickle", legs="test_invoices_reachable",
                         PAYMENT_PROBE_HTTP_TIMEOUT_SECONDS="2")["invoices_reachable"]
     assert (outcome.result, outcome.reason) == ("fail", "timeout")
+    # The one-deadline client's timeout names the exchange; pytest-timeout's (8 s here) would say "Timeout (>8.0s)".
+    assert outcome.detail.startswith("GET /api/v1/billing/invoices: "), outcome.detail
+    assert "Timeout (>" not in outcome.detail
+    assert outcome.latency_seconds is not None and outcome.latency_seconds < 8.0  # ended before the leg timeout
 
 
 @pytest.mark.parametrize(("fault", "reason"), [("invoices_huge", "body_too_large"), ("invoices_deep_json", "not_json")])

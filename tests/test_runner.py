@@ -365,7 +365,10 @@ class ExplodingLegs(LegRunner):
 def _loop(probe: Probe, sinks: list[object], extra_args: list[str] | None = None, **env: str) -> tuple[Runner, ProbeMetrics]:
     config = probe.config(PAYMENT_PROBE_INTERVAL_SECONDS="0.05", PAYMENT_PROBE_DATABASE_URL="", **env)
     metrics = ProbeMetrics(CollectorRegistry())
-    legs = LegRunner(config, SignalsPlugin(sinks), extra_args, quiet=True)  # type: ignore[arg-type]
+    from runner.signals.wiring import count_sink_error
+
+    plugin = SignalsPlugin(sinks, on_sink_error=count_sink_error(metrics))  # type: ignore[arg-type]
+    legs = LegRunner(config, plugin, extra_args, quiet=True)
     return Runner(config, metrics, legs), metrics
 
 
@@ -380,9 +383,13 @@ def test_a_crash_outside_the_legs_never_ends_the_loop(probe: Probe) -> None:
 
 def test_a_raising_sink_leaves_the_next_run_normal(probe: Probe) -> None:
     memory = MemorySink()
-    runner, _ = _loop(probe, [MemorySink("events", fail_with=ValueError("sink down")), memory])
+    runner, metrics = _loop(probe, [MemorySink("events", fail_with=ValueError("sink down")), memory])
     runner.run_forever(max_runs=2)
     assert [len(f) for f in memory.flushed] == [len(LEGS)] * 2
+    # The failing sink was counted under its own name, every time it raised; the others not at all.
+    # each record and each flush of it raised: 2 runs x (one record per leg + one flush)
+    assert metrics.registry.get_sample_value("instant_payment_probe_sink_errors_total", {"sink": "events"}) == 2 * (len(LEGS) + 1)
+    assert metrics.registry.get_sample_value("instant_payment_probe_sink_errors_total", {"sink": "audit"}) == 0
 
 
 def test_a_pytest_usage_error_is_counted_and_the_loop_goes_on(probe: Probe) -> None:

@@ -156,14 +156,35 @@ def test_events_have_each_schemes_shape() -> None:
         "subscription.cancelled"
 
 
-def test_forged_keys_have_the_schemes_format() -> None:
+KEY_FORMATS = {"razorpay": r"[0-9a-f]{64}", "stripe": r"whsec_[0-9a-f]{64}", "standard": r"whsec_[A-Za-z0-9+/]{43}="}
+SIGNATURE_FORMATS = {"X-Razorpay-Signature": r"[0-9a-f]{64}", "Stripe-Signature": r"t=\d+,v1=[0-9a-f]{64}",
+                     "webhook-signature": r"v1,[A-Za-z0-9+/]{43}="}
+
+
+def test_forged_deliveries_have_the_schemes_format_and_fail_the_real_secret() -> None:
+    """What webhook_security (b) sends: the scheme's headers in the scheme's format under a random key of the
+    secret's own format, so only the signature check (not a format check) can refuse it."""
+    import re
+
     for provider, p in PROVIDERS.items():
         key = p.forged_key()
-        event = p.upgrade_event(str(uuid.uuid4()), "plan", time.time())
-        headers = forged(p, event, int(time.time()))
-        assert headers.keys() == p.signature_headers(_secret(provider), event, 1).keys()
+        assert re.fullmatch(KEY_FORMATS[provider], key), (provider, key)
         if provider == "standard":
-            base64.b64decode(key.removeprefix("whsec_"), validate=True)
+            assert len(base64.b64decode(key.removeprefix("whsec_"), validate=True)) == 32
+        assert key != p.forged_key()  # random every time
+        event = p.upgrade_event(str(uuid.uuid4()), "plan", time.time())
+        at = int(time.time())
+        headers = forged(p, event, at)
+        secret = _secret(provider)  # (a fresh one per call)
+        real = p.signature_headers(secret, event, at)
+        assert headers.keys() == real.keys()
+        signature = next(h for h in headers if h in SIGNATURE_FORMATS)
+        assert re.fullmatch(SIGNATURE_FORMATS[signature], headers[signature]), (provider, headers[signature])
+        assert headers[signature] != real[signature]
+        delivered = {**p.delivery_headers(event, at), **headers}
+        assert schemes.verify(provider, secret, delivered, event.body, at).signature == "invalid"
+        assert schemes.verify(provider, secret, {**p.delivery_headers(event, at), **real}, event.body,
+                              at).signature == "valid"  # the same event, signed with the secret, passes
 
 
 # ---- the sandbox's verifiers, held to the official libraries ------------------------------------
