@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from synthetics import db
+from synthetics.config import DEFAULT_LOCATION
 from synthetics.secret import Secret
 
 log = logging.getLogger("payment_probe.leadership")
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS payment_probe_locations (
 def lock_statement(location: str, lock_id: int | None) -> tuple[str, tuple[int, ...]]:
     """Leadership per location (SPEC 15): each location's replicas contend for their own lock; the
     default location keeps the key it always had, so a rollout's old and new pods agree."""
-    if location == "local":
+    if location == DEFAULT_LOCATION:
         return "SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)
     assert lock_id is not None
     return "SELECT pg_try_advisory_lock(%s, %s)", (LOCATION_LOCK_CLASS, lock_id)
@@ -119,7 +120,7 @@ class Leadership:
     the database runs too: probing the HTTP legs during a database outage is the point.
     """
 
-    def __init__(self, database_url: Secret, replica: str, location: str = "local") -> None:
+    def __init__(self, database_url: Secret, replica: str, location: str = DEFAULT_LOCATION) -> None:
         self._database_url = database_url
         self.replica = replica
         self.location = location
@@ -159,7 +160,7 @@ class Leadership:
                 if self.leading:
                     conn.execute("SELECT 1")
                     return True
-                if self.location != "local" and self._lock_id is None:
+                if self.location != DEFAULT_LOCATION and self._lock_id is None:
                     self._lock_id = location_lock_id(conn, self.location)
                 statement, key = lock_statement(self.location, self._lock_id)
                 row = conn.execute(statement, key).fetchone()

@@ -115,7 +115,7 @@ class LegRunner:
         ]
 
     def run(self, run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
-            stop: threading.Event | None = None) -> RunReport:
+            stop: threading.Event | None = None, *, maintenance: bool = False) -> RunReport:
         """One session of ``legs`` (default: every leg the config selects). With a ``slot_start`` (wall time)
         and retries configured, a failed leg is confirmed inside its own interval (SPEC 15, 18). Once
         ``stop`` is set (SIGTERM) no further attempt starts: the leg running finishes, the others are
@@ -124,7 +124,8 @@ class LegRunner:
         stop = stop or threading.Event()
         config = self.config
         session_config = config if legs is None else dataclasses.replace(config, legs=tuple(legs))
-        plugins: list[object] = [ProvidedConfig(session_config), self.plugin, StopAfterSignal(stop)]
+        plugins: list[object] = [ProvidedConfig(session_config, maintenance=maintenance), self.plugin,
+                                 StopAfterSignal(stop)]
         if slot_start is not None and config.confirm_retries > 0:
             start = slot_start
             plugins.append(Confirmation(config.confirm_retries, config.confirm_delay_seconds,

@@ -208,12 +208,12 @@ class Runner:
 
     def run_once(self, slot_start: float | None = None) -> RunReport:
         """One run: at a tick, the legs due at it; without a slot (``run --once``), every selected leg."""
-        self.legs.plugin.maintenance = self.refresh_maintenance()
+        maintenance = self.refresh_maintenance()
         self.sweep()
         legs = self.config.legs if slot_start is None else self.config.due_legs(slot_start)
         # A confirmation retry must end inside its leg's interval, counted from the slot (or now, once).
         start = time.time() if slot_start is None else slot_start
-        report = self.legs.run(new_run_id(slot_start), start, legs, self.stop_requested)
+        report = self.legs.run(new_run_id(slot_start), start, legs, self.stop_requested, maintenance=maintenance)
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays
         # flat; everything alive after the first run (modules, plugins, registry, sinks) lives as

@@ -68,6 +68,9 @@ FILE_SUFFIX = "_FILE"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
+DEFAULT_LOCATION = "local"
+"""PAYMENT_PROBE_LOCATION when unset: one cluster is one location (SPEC 15); its lock keeps the historical key."""
+
 DEFAULT_METRICS_PORT = 9466
 """Documented default for ``/metrics`` and ``/healthz`` (9466: free in Prometheus' port list)."""
 
@@ -371,7 +374,7 @@ class ProbeConfig:
     replay_settle_seconds: float = 3.0  # how long webhook_replay holds the tier after the retry
     confirm_retries: int = 2  # the runner re-runs a failed leg this many more times before it is a fail
     confirm_delay_seconds: float = 15.0  # this far apart
-    location: str = "local"  # PAYMENT_PROBE_LOCATION: where this prober runs (a label on every series)
+    location: str = DEFAULT_LOCATION  # PAYMENT_PROBE_LOCATION: where this prober runs (a label on every series)
     # The provider's view (SPEC 17)
     provider_api_key: Secret | None = None  # PAYMENT_PROBE_PROVIDER_API_KEY: read-only (rk_…, or id:secret)
     provider_test_key: Secret | None = None  # PAYMENT_PROBE_PROVIDER_TEST_KEY: a Stripe TEST key, never live
@@ -441,6 +444,11 @@ def _pair_values(text: str, separator: str) -> list[str]:
         if value:
             values += [value, unquote(value), unquote_plus(value)]
     return values
+
+
+def default_spool_dir(env: Mapping[str, str]) -> str:
+    """Where audit rows wait for the database when PAYMENT_PROBE_SPOOL_DIR is unset (XDG's state directory)."""
+    return os.path.join(_text(env, "XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "payment-probe")
 
 
 def _whole_multiple(value: float, unit: float) -> bool:
@@ -653,8 +661,7 @@ def load_config(
         webhook_path=webhook_path,
         environment=_text(env, "PAYMENT_PROBE_ENVIRONMENT"),
         audit_table=parse_identifier(env, "PAYMENT_PROBE_AUDIT_TABLE", D.audit_table),
-        spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR") or os.path.join(
-            _text(env, "XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "payment-probe"),
+        spool_dir=_text(env, "PAYMENT_PROBE_SPOOL_DIR") or default_spool_dir(env),
         ca_bundle=ca_bundle,
         client_cert=client_cert,
         client_key=client_key,

@@ -26,6 +26,7 @@ from synthetics.secret import Secret
 
 CONFIG_KEY = pytest.StashKey[ProbeConfig]()
 RUN_ID_KEY = pytest.StashKey[str]()
+MAINTENANCE_KEY = pytest.StashKey[bool]()  # this run is inside a maintenance window (the runner's, SPEC 12)
 
 HELP_BASE_URL = "billing API base URL (overrides PAYMENT_PROBE_BASE_URL)"
 HELP_API_TOKEN = "bearer token of the probe's account (overrides PAYMENT_PROBE_API_TOKEN)"
@@ -87,14 +88,17 @@ def base_url_option(config: pytest.Config) -> str | None:
 
 
 class ProvidedConfig:
-    """Hands an already-validated config to a session, so the runner reads the env only once."""
+    """Hands an already-validated config to a session, so the runner reads the env only once, and what the
+    runner knows of this run (a maintenance window open): the session carries it, no plugin is poked."""
 
-    def __init__(self, probe_config: ProbeConfig) -> None:
+    def __init__(self, probe_config: ProbeConfig, *, maintenance: bool = False) -> None:
         self.probe_config = probe_config
+        self.maintenance = maintenance
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[CONFIG_KEY] = self.probe_config
+        config.stash[MAINTENANCE_KEY] = self.maintenance
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

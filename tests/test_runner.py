@@ -355,11 +355,11 @@ class ExplodingLegs(LegRunner):
         self.explode_on = explode_on
 
     def run(self, run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
-            stop: threading.Event | None = None) -> RunReport:
+            stop: threading.Event | None = None, *, maintenance: bool = False) -> RunReport:
         self.calls += 1
         if self.calls in self.explode_on:
             raise RuntimeError("pytest blew up")
-        return self.inner.run(run_id, slot_start, legs, stop)
+        return self.inner.run(run_id, slot_start, legs, stop, maintenance=maintenance)
 
 
 def _loop(probe: Probe, sinks: list[object], extra_args: list[str] | None = None, **env: str) -> tuple[Runner, ProbeMetrics]:
@@ -422,9 +422,9 @@ def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
     inner_run = runner.legs.run
 
     def timed(run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
-              stop: threading.Event | None = None) -> RunReport:
+              stop: threading.Event | None = None, *, maintenance: bool = False) -> RunReport:
         starts.append(time.time())
-        return inner_run(run_id, slot_start, legs, stop)
+        return inner_run(run_id, slot_start, legs, stop, maintenance=maintenance)
 
     runner.legs.run = timed  # type: ignore[method-assign]
     runner.config = dataclasses.replace(runner.config, interval_seconds=0.5)

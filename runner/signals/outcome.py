@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from runner.timefmt import utc_iso
+from synthetics.config import DEFAULT_LOCATION
 from synthetics.leg_report import DETAIL_LIMIT, DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 
 Result = Literal["pass", "degraded", "fail"]
@@ -49,7 +50,7 @@ class Outcome:
     maintenance: bool = False  # decided while a maintenance window was open (SPEC 12)
     attempts: int = 1  # how many times the leg ran in this run (the runner confirms a failure, SPEC 15)
     recovered_from: str | None = None  # the first attempt's reason, when a later attempt did not fail
-    location: str = "local"  # PAYMENT_PROBE_LOCATION of the prober that decided it (SPEC 15)
+    location: str = DEFAULT_LOCATION  # PAYMENT_PROBE_LOCATION of the prober that decided it (SPEC 15)
     trace_id: str | None = None  # the leg span's trace (SPEC 16): from a page to the failing request
     id: str = field(default_factory=lambda: str(uuid.uuid4()))  # audit row key (dedup on replay)
 

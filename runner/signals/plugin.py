@@ -35,10 +35,10 @@ from runner.signals.sink import OutcomeSink
 from runner.signals.table import outcome_table
 from runner.signals.traces import Traces
 from synthetics import tracing
-from synthetics.config import ProbeConfig
+from synthetics.config import DEFAULT_LOCATION, ProbeConfig
 from synthetics.failures import LegFailed, one_line
 from synthetics.leg_report import DETAIL_LIMIT
-from synthetics.plugin import CONFIG_KEY, RUN_ID_KEY
+from synthetics.plugin import CONFIG_KEY, MAINTENANCE_KEY, RUN_ID_KEY
 from synthetics.registry import Leg, leg_for_test, slow_threshold
 
 log = logging.getLogger("payment_probe.signals")
@@ -211,7 +211,6 @@ class SignalsPlugin:
         self.json_path = json_path
         self.after_flush = after_flush
         self.summary = summary  # print the outcome table in pytest's terminal summary (laptop, CI)
-        self.maintenance = False  # set by the runner before a run: outcomes carry maintenance: true
         self.fail_on_degraded = fail_on_degraded  # --probe-fail-on=degraded: a CI gate's choice
         self.traces = traces  # spans of runs, legs and exchanges (SPEC 16); None: tracing is off
         self.outcomes: list[Outcome] = []
@@ -219,6 +218,7 @@ class SignalsPlugin:
         self._attempts: dict[str, list[Outcome]] = {}  # a leg's failed attempts before its last
         self._config: ProbeConfig | None = None
         self._run_id = ""
+        self._maintenance = False
         self._redactor = Redactor(())
         self._active = False
         self._capman: Any = None
@@ -234,11 +234,12 @@ class SignalsPlugin:
         self._collection_errors = []
         self._config = config.stash.get(CONFIG_KEY, None)
         self._run_id = config.stash.get(RUN_ID_KEY, "")
+        self._maintenance = config.stash.get(MAINTENANCE_KEY, False)  # outcomes carry maintenance: true
         self._redactor = redactor_of(config)  # the one the report scrubbing uses: secrets read once
         self._capman = config.pluginmanager.getplugin("capturemanager")
         if self._active and self.traces is not None:
             environment = self._config.environment if self._config else None
-            location = self._config.location if self._config else "local"
+            location = self._config.location if self._config else DEFAULT_LOCATION
             self.traces.start_run(self._run_id, location, environment)
 
     # ---- a leg attempt: its span, its reports ----------------------------------------------
@@ -363,7 +364,7 @@ class SignalsPlugin:
         outcome = self._redactor.outcome(outcome)
         if self._config is not None and outcome.location != self._config.location:
             outcome = dataclasses.replace(outcome, location=self._config.location)
-        if self.maintenance:
+        if self._maintenance:
             outcome = dataclasses.replace(outcome, maintenance=True)
         self.outcomes.append(outcome)
         for sink in self.sinks:

@@ -13,14 +13,14 @@ from runner.signals.events import EventSink, endpoint_for
 from runner.signals.logsink import LogSink
 from runner.signals.metrics import MetricsSink, ProbeMetrics
 from runner.signals.sink import OutcomeSink
-from synthetics.config import ProbeConfig
+from synthetics.config import ProbeConfig, default_spool_dir
 
 log = logging.getLogger("payment_probe.signals")
 
 
 def spool_path(config: ProbeConfig) -> Path:
     """The spool file; the directory was resolved with the rest of the settings (load_config)."""
-    base = config.spool_dir or os.path.expanduser("~/.local/state/payment-probe")
+    base = config.spool_dir or default_spool_dir(os.environ)  # a config built in code may leave it unset
     return Path(base) / f"audit-{config.audit_table}.jsonl"
 
 
