@@ -200,6 +200,13 @@ def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> ProbeClient:
     return ProbeClient(probe_config, on_phases=leg_record.add_phases)
 
 
+def require_settings(*settings: tuple[str, object]) -> None:
+    """A leg runs only with its settings: the first one unset ends it ``degraded config_missing:<VARIABLE>``."""
+    for variable, value in settings:
+        if not value:
+            degrade(f"config_missing:{variable}")
+
+
 @dataclass(frozen=True)
 class UpgradeSettings:
     """The upgrade leg's settings; the two secrets stay ``Secret`` (a test argument is printed)."""
@@ -214,13 +221,11 @@ def upgrade_settings(probe_config: ProbeConfig) -> UpgradeSettings:
     """The upgrade leg's three variables; the first missing one names the ``degraded`` reason."""
     from synthetics.providers import PROVIDERS
 
-    for variable, value in (
+    require_settings(
         ("PAYMENT_PROBE_DATABASE_URL", probe_config.database_url),
         (PROVIDERS[probe_config.provider].secret_variable, probe_config.webhook_secret),
         ("PAYMENT_PROBE_TEST_PLAN_ID_PRO", probe_config.test_plan_id_pro),
-    ):
-        if not value:
-            degrade(f"config_missing:{variable}")
+    )
     assert probe_config.database_url and probe_config.webhook_secret and probe_config.test_plan_id_pro
     return UpgradeSettings(
         probe_config.database_url, probe_config.webhook_secret, probe_config.test_plan_id_pro
@@ -238,13 +243,11 @@ class RoundtripSettings:
 @pytest.fixture
 def roundtrip_settings(probe_config: ProbeConfig) -> RoundtripSettings:
     """The round trip's variables; the first missing one names the ``degraded`` reason."""
-    for variable, value in (
+    require_settings(
         ("PAYMENT_PROBE_DATABASE_URL", probe_config.database_url),
         ("PAYMENT_PROBE_PROVIDER_TEST_KEY", probe_config.provider_test_key),
         ("PAYMENT_PROBE_TEST_PLAN_ID_PRO", probe_config.test_plan_id_pro),
-    ):
-        if not value:
-            degrade(f"config_missing:{variable}")
+    )
     assert probe_config.database_url and probe_config.test_plan_id_pro
     return RoundtripSettings(probe_config.database_url, probe_config.test_plan_id_pro)
 

@@ -22,6 +22,7 @@ from synthetics import wire
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed, degrade
 from synthetics.http import MAX_BODY_BYTES, USER_AGENT
+from synthetics.secret import Secret
 from synthetics.tls import provider_context
 
 MAX_PAGES = 10
@@ -34,42 +35,59 @@ NEEDED_EVENTS = {
 
 
 class Provider:
-    """The provider's API through the one-deadline client, with the leg's HTTP timeout."""
+    """The provider's API through the one-deadline client, with the leg's HTTP timeout. The provider's own
+    trouble (a refused key, a rate limit, a 5xx, a timeout, a body that is not JSON) ends the leg degraded."""
 
-    def __init__(self, config: ProbeConfig, on_phases: Any) -> None:
-        assert config.provider_api_url and config.provider_api_key
+    def __init__(self, config: ProbeConfig, on_phases: Any, key: Secret | None = None) -> None:
+        assert config.provider_api_url and (key or config.provider_api_key)
         self.base = config.provider_api_url
-        self.key = config.provider_api_key
+        self.key: Secret = key or config.provider_api_key  # type: ignore[assignment]
         self.kind = config.provider
         self.timeout = config.http_timeout_seconds
         self.context = provider_context(config.ca_bundle) if self.base.startswith("https://") else None
         self.on_phases = on_phases
 
-    def get(self, path: str, query: Mapping[str, str | int] | None = None) -> Any:
+    def request(self, method: str, path: str, *, query: Mapping[str, str | int] | None = None,
+                form: Mapping[str, str] | None = None, idempotency_key: str | None = None) -> tuple[int, Any]:
+        """The status and the parsed body of any answer the provider meant (2xx and its refusals)."""
         url = self.base + path + (f"?{urlencode(query)}" if query else "")
+        body = urlencode(form).encode() if form is not None else None
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "identity",
                    "X-Synthetic-Probe": "payment-probe"}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        what = f"{method} {path}"
         try:
             headers["Authorization"] = self._authorization()
-            response = wire.exchange("GET", url, headers=headers, timeout=self.timeout, context=self.context,
-                                     max_body=MAX_BODY_BYTES)
+            response = wire.exchange(method, url, headers=headers, body=body, timeout=self.timeout,
+                                     context=self.context, max_body=MAX_BODY_BYTES)
         except wire.WireError as exc:
             self.on_phases(exc.phases, exc.answered)
-            degrade(unavailable(exc.kind), f"GET {path}: {exc.detail}")
+            degrade(unavailable(exc.kind), f"{what}: {exc.detail}")
         finally:
             headers.clear()  # the key never outlives the exchange
         self.on_phases(response.phases, True)
         status = response.status
         if status in (401, 403):
-            degrade(f"provider_auth:{status}", f"GET {path}: the provider refused the key ({_error(response.body)})")
+            degrade(f"provider_auth:{status}", f"{what}: the provider refused the key ({_error(response.body)})")
         if status == 429:
-            degrade("provider_rate_limited", f"GET {path}: HTTP 429")
-        if not 200 <= status < 300:  # a 5xx, or a 404 of a wrong PAYMENT_PROBE_PROVIDER_API_URL
-            degrade(unavailable(f"http_status_{status}"), f"GET {path}: {_error(response.body)}")
+            degrade("provider_rate_limited", f"{what}: HTTP 429")
+        if status >= 500:
+            degrade(unavailable(f"http_status_{status}"), f"{what}: {_error(response.body)}")
         try:
-            return json.loads(response.body)
+            return status, json.loads(response.body)
         except (ValueError, RecursionError):
-            degrade(unavailable("not_json"), f"GET {path}: HTTP {status} body is not JSON")
+            degrade(unavailable("not_json"), f"{what}: HTTP {status} body is not JSON")
+
+    def get(self, path: str, query: Mapping[str, str | int] | None = None) -> Any:
+        """A read that must succeed: any other answer (a 404 of a wrong PAYMENT_PROBE_PROVIDER_API_URL) is
+        the provider's trouble too."""
+        status, answer = self.request("GET", path, query=query)
+        if not 200 <= status < 300:
+            degrade(unavailable(f"http_status_{status}"), f"GET {path}: {_error(json.dumps(answer).encode())}")
+        return answer
 
     def _authorization(self) -> str:
         key = self.key.reveal()

@@ -10,63 +10,27 @@ from one it acknowledged and did not apply. The customer is always deleted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
-from synthetics import wire
 from synthetics.config import ProbeConfig
-from synthetics.failures import LegFailed, degrade
-from synthetics.http import MAX_BODY_BYTES, USER_AGENT
-from synthetics.provider_health import unavailable
-from synthetics.tls import provider_context
+from synthetics.failures import LegFailed
+from synthetics.provider_health import Provider
 
 SYNTHETIC = "synthetic"  # metadata[payment_probe]: what the sweep may delete, and billing dashboards exclude
 
 
-class StripeTest:
-    """Stripe's API with the TEST key, through the one-deadline client."""
+class StripeTest(Provider):
+    """Stripe's API with the TEST key (``provider_health.Provider``: the one-deadline client, the provider's
+    own trouble degraded)."""
 
     def __init__(self, config: ProbeConfig, on_phases: Any) -> None:
-        assert config.provider_api_url and config.provider_test_key
-        self.base = config.provider_api_url
-        self.key = config.provider_test_key
-        self.timeout = config.http_timeout_seconds
-        self.context = provider_context(config.ca_bundle) if self.base.startswith("https://") else None
-        self.on_phases = on_phases
+        assert config.provider_test_key
+        super().__init__(config, on_phases, key=config.provider_test_key)
 
     def call(self, method: str, path: str, form: Mapping[str, str] | None = None,
              idempotency_key: str | None = None, query: Mapping[str, str | int] | None = None) -> tuple[int, Any]:
-        """The status and the parsed body; the provider's own trouble ends the leg degraded."""
-        url = self.base + path + (f"?{urlencode(query)}" if query else "")
-        body = urlencode(form).encode() if form is not None else None
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "identity",
-                   "X-Synthetic-Probe": "payment-probe"}
-        if body is not None:
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        try:
-            headers["Authorization"] = "Bearer " + self.key.reveal()
-            response = wire.exchange(method, url, headers=headers, body=body, timeout=self.timeout,
-                                     context=self.context, max_body=MAX_BODY_BYTES)
-        except wire.WireError as exc:
-            self.on_phases(exc.phases, exc.answered)
-            degrade(unavailable(exc.kind), f"{method} {path}: {exc.detail}")
-        finally:
-            headers.clear()
-        self.on_phases(response.phases, True)
-        if response.status in (401, 403):
-            degrade(f"provider_auth:{response.status}", f"{method} {path}: the provider refused the TEST key")
-        if response.status == 429:
-            degrade("provider_rate_limited", f"{method} {path}: HTTP 429")
-        if response.status >= 500:
-            degrade(unavailable(f"http_status_{response.status}"), f"{method} {path}")
-        try:
-            return response.status, json.loads(response.body)
-        except (ValueError, RecursionError):
-            degrade(unavailable("not_json"), f"{method} {path}: HTTP {response.status} body is not JSON")
+        return self.request(method, path, query=query, form=form, idempotency_key=idempotency_key)
 
     def create(self, path: str, form: Mapping[str, str], idempotency_key: str) -> dict[str, Any]:
         """A create the provider must accept; its refusal is ``provider_rejected:<error code>``."""
