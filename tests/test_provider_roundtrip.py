@@ -139,3 +139,25 @@ def cli_args() -> list[str]:
 
     return [sys.executable, "-m", "runner.cli"]
 
+
+
+def test_the_official_stripe_sdk_reads_and_writes_the_sandbox_as_stripe(stripe_probe: Probe) -> None:
+    """SPEC 17: the sandbox's Stripe API has Stripe's shapes, parseable by the official `stripe` SDK (its list
+    envelopes auto-paginate, its objects and deletions parse)."""
+    import stripe
+
+    settings, url = stripe_probe.sandbox.settings, stripe_probe.sandbox.url
+    reader = stripe.StripeClient(settings.provider_api_key or "", base_addresses={"api": url})
+    endpoints = [e.id for e in reader.v1.webhook_endpoints.list(params={"limit": 100}).auto_paging_iter()]
+    assert endpoints == ["we_1SandboxOther002", "we_1SandboxLive0003", "we_1SandboxMain0001"]  # two pages of at most 2
+    undelivered = [(e.type, e.pending_webhooks) for e in reader.v1.events.list(
+        params={"delivery_success": False, "limit": 100}).auto_paging_iter()]
+    assert undelivered == [("charge.refunded", 1)]
+    writer = stripe.StripeClient(settings.provider_test_key or "", base_addresses={"api": url})
+    customer = writer.v1.customers.create(params={
+        "name": "sdk", "metadata": {"payment_probe": "synthetic"}, "payment_method": "pm_card_visa",
+        "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    assert customer.id.startswith("cus_") and customer.metadata["payment_probe"] == "synthetic"
+    assert writer.v1.customers.delete(customer.id).deleted is True
+    with pytest.raises(stripe.PermissionError):  # the read-only key cannot create
+        reader.v1.customers.create(params={"name": "no"})
