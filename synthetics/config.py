@@ -404,8 +404,14 @@ class ProbeConfig:
 
     def due_legs(self, slot_start: float) -> tuple[str, ...]:
         """The legs a tick runs: those whose interval divides the tick's wall-clock time (SPEC 18), so
-        every replica and location agrees on them without a word between them."""
-        return tuple(leg for leg in self.legs if _whole_multiple(slot_start, self.interval_of(leg)))
+        every replica and location agrees on them without a word between them. Counted in whole ticks,
+        as check_cadence validated the intervals: a leg is due at every n-th tick, n its multiple."""
+        tick = self.tick_seconds
+        ticks = slot_start / tick
+        index = round(ticks)
+        if abs(ticks - index) > 1e-3:  # not a tick of this loop at all
+            return ()
+        return tuple(leg for leg in self.legs if index % max(1, round(self.interval_of(leg) / tick)) == 0)
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value this config holds, for redaction of whatever a sink emits."""
