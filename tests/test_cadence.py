@@ -115,7 +115,9 @@ def test_each_leg_runs_at_the_ticks_its_interval_divides_each_slot_once(
         assert legs == expected, (run_id, legs)
     checkout = sum(1 for legs in by_run.values() if "checkout_reachable" in legs)
     upgrade = sum(1 for legs in by_run.values() if "upgrade_webhook_e2e" in legs)
-    assert checkout > 2 * upgrade >= 6, (checkout, upgrade)  # about 5 to 1 (a slow tick may skip a 2 s slot)
+    # About 5 to 1 (14 to 3 here, unloaded); a slow 10 s tick may make the next 2 s slot late or skipped, so
+    # the ceiling is generous, never 1 to 1 (one cadence for all).
+    assert checkout >= 2 * upgrade >= 6, (checkout, upgrade)
     print(f"ticks of 2 s: {len(by_run)} runs between two replicas, checkout in {checkout}, the upgrade legs in {upgrade}")
     # The replicas share the work: one claim per tick, each a replica's.
     claims = query(database_url, "SELECT count(*), count(DISTINCT slot_start) FROM payment_probe_slots")[0]
