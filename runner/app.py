@@ -50,7 +50,7 @@ class App:
         self.metrics.enabled.set(1 if config.enabled else 0)
         self.metrics.confirm_retries.set(config.confirm_retries)
         if config.enabled:
-            self.metrics.prime({leg: config.interval_of(leg) for leg in config.legs})
+            self.metrics.prime(config.intervals)
         self.http: ProbeHTTPServer | None = None
         from runner.signals.traces import Traces
 
@@ -68,7 +68,7 @@ class App:
                              on_run=self._remember, first_run_grace_seconds=first_run_grace_seconds)
         self.status = StatusSnapshots(StatusSource(
             config.database_url if config.enabled else None, config.audit_table,
-            {leg: config.interval_of(leg) for leg in config.legs},
+            config.intervals,
             recent=lambda: self.recent, environment=config.environment,
             window=lambda: self.runner.maintenance_window if self.runner.maintenance_open else None,
         ))

@@ -15,7 +15,6 @@ process's own runs.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from runner.signals.metrics import ProbeMetrics
 from runner.signals.outcome import Outcome
 from synthetics import db
 from synthetics.secret import Secret
-
-log = logging.getLogger("payment_probe.runner")
 
 RUNS_KEPT = 3  # "2 of the last 3 runs" (confirmation off), "its latest run" (on)
 
@@ -38,10 +35,11 @@ class LegRun:
     maintenance: bool  # recorded while a maintenance window was open
     finished_at: float  # unix seconds
 
-
-def run_of(outcome: Outcome) -> LegRun:
-    return LegRun(failed=outcome.result == "fail", critical=outcome.severity == "critical",
-                  maintenance=outcome.maintenance, finished_at=outcome.timestamp)
+    @classmethod
+    def of(cls, result: str, severity: str, maintenance: bool, finished_at: float) -> LegRun:
+        """A run from what an outcome (or its audit row) says."""
+        return cls(failed=result == "fail", critical=severity == "critical", maintenance=maintenance,
+                   finished_at=finished_at)
 
 
 class LegHistory:
@@ -53,7 +51,8 @@ class LegHistory:
     def record(self, outcome: Outcome) -> None:
         """One of this process's outcomes (the MetricsSink calls it)."""
         if outcome.leg in self._runs:
-            self._runs[outcome.leg].appendleft(run_of(outcome))
+            self._runs[outcome.leg].appendleft(
+                LegRun.of(outcome.result, outcome.severity, outcome.maintenance, outcome.timestamp))
             self._export(outcome.leg)
 
     def replace(self, latest: Mapping[str, Iterable[LegRun]]) -> None:
@@ -63,9 +62,6 @@ class LegHistory:
             if leg in self._runs:
                 self._runs[leg] = deque(sorted(runs, key=lambda r: -r.finished_at)[:RUNS_KEPT], maxlen=RUNS_KEPT)
                 self._export(leg)
-
-    def latest(self, leg: str) -> list[LegRun]:
-        return list(self._runs.get(leg, ()))
 
     def _export(self, leg: str) -> None:
         runs = self._runs[leg]
@@ -102,6 +98,5 @@ def read_latest_runs(database_url: Secret, table: str, legs: Sequence[str], loca
     latest: dict[str, list[LegRun]] = {}
     with db.session(database_url, budget=db.STATEMENT_GUARD_SECONDS, application_name="payment-probe-history") as conn:
         for leg, result, severity, maintenance, at in conn.execute(_query(table), params).fetchall():
-            latest.setdefault(leg, []).append(LegRun(failed=result == "fail", critical=severity == "critical",
-                                                     maintenance=bool(maintenance), finished_at=float(at)))
+            latest.setdefault(leg, []).append(LegRun.of(result, severity, bool(maintenance), float(at)))
     return latest

@@ -394,13 +394,18 @@ class ProbeConfig:
         return self.interval_seconds if self.interval_seconds is not None else LEGS[leg].interval_seconds
 
     @property
+    def intervals(self) -> dict[str, float]:
+        """Each leg this deployment runs and its interval, in registry order (the gauges, the status page)."""
+        return {leg: self.interval_of(leg) for leg in self.legs}
+
+    @property
     def tick_seconds(self) -> float:
         """The loop's tick: the shortest interval of the legs this deployment runs."""
-        return min(self.interval_of(leg) for leg in self.legs)
+        return min(self.intervals.values())
 
     @property
     def longest_interval_seconds(self) -> float:
-        return max(self.interval_of(leg) for leg in self.legs)
+        return max(self.intervals.values())
 
     def due_legs(self, slot_start: float) -> tuple[str, ...]:
         """The legs a tick runs: those whose interval divides the tick's wall-clock time (SPEC 18), so

@@ -41,7 +41,7 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
     probe_config = config.stash[CONFIG_KEY]
     metrics = ProbeMetrics(CollectorRegistry(), probe_config.leg_timeout_seconds)
     metrics.enabled.set(1)
-    metrics.prime({leg: probe_config.interval_of(leg) for leg in probe_config.legs})
+    metrics.prime(probe_config.intervals)
     gateway = config.option.probe_pushgateway
     after: Callable[[list[Outcome]], None] | None = None
     if gateway:
