@@ -18,7 +18,8 @@ The condition refuses a retry when
   timeout): an attempt that timed out is confirmed only where another timeout fits, one refused in
   50 ms wherever a quick one does. Counting every retry and every later leg at its worst would leave
   no retry at all at a 60 s tick (the four HTTP legs' worst alone is 94 s at the defaults), and every
-  blip would page. At the defaults a 60 s leg that fails fast gets its two retries, 15 s apart.
+  blip would page. At the defaults a fast-failing checkout_reachable (5 s budget) gets one retry,
+  the other 60 s HTTP legs (2 s) both, 15 s apart.
 
 The delay between attempts is waited here, on the stop event, instead of rerunfailures' own
 ``time.sleep``: a SIGTERM during the delay ends it at once instead of waiting it out.
