@@ -30,8 +30,8 @@ import requests  # noqa: E402
 
 from runner.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402
 from runner.legrun import LegRunner  # noqa: E402
+from runner.signals.controller import SignalsPlugin  # noqa: E402
 from runner.signals.metrics import ProbeMetrics  # noqa: E402
-from runner.signals.plugin import SignalsPlugin  # noqa: E402
 from sandbox.server import SandboxServer, SandboxSettings, start  # noqa: E402
 from synthetics.config import load_config  # noqa: E402
 from synthetics.providers.razorpay import RAZORPAY  # noqa: E402

@@ -16,9 +16,9 @@ from runner.http_server import PortInUse, ProbeHTTPServer
 from runner.leadership import Leadership
 from runner.legrun import LegRunner, RunReport
 from runner.loop import Runner, replica_name
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import LocationView, ProbeMetrics
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
 from runner.status import StatusSnapshots, StatusSource
 from runner.status_page import as_json, render

@@ -25,7 +25,7 @@ import pytest
 
 from runner.legrun import installed_legs_args
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import degraded_by_the_api, not_configured
+from runner.signals.rules import degraded_by_the_api, not_configured
 from synthetics.config import ConfigError, load_config
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -54,7 +54,7 @@ class _Verdict:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, None]:
         yield
-        from runner.signals.plugin import SignalsPlugin
+        from runner.signals.controller import SignalsPlugin
 
         for plugin in session.config.pluginmanager.get_plugins():
             if isinstance(plugin, SignalsPlugin):

@@ -20,12 +20,13 @@ import pytest
 
 import synthetics
 from runner.confirm import Confirmation, StopAfterSignal
+from runner.signals.controller import SignalsPlugin
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import SignalsPlugin
 from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.plugin import ProvidedConfig
 from synthetics.registry import LEGS, slow_threshold, worst_case_seconds
+from synthetics.run import RunContext
 
 LEGS_DIR = str(Path(synthetics.__file__).parent)
 MARK_EXPRESSION = "prod_safe or upgrade"
@@ -114,17 +115,19 @@ class LegRunner:
             *self.extra_args,
         ]
 
-    def run(self, run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
-            stop: threading.Event | None = None, *, maintenance: bool = False) -> RunReport:
-        """One session of ``legs`` (default: every leg the config selects). With a ``slot_start`` (wall time)
+    def run(self, run: RunContext | str, slot_start: float | None = None, legs: Sequence[str] | None = None,
+            stop: threading.Event | None = None) -> RunReport:
+        """One session of ``legs`` (default: every leg the config selects) in the run's context (its id, a
+        maintenance window: the session reads them from its stash). With a ``slot_start`` (wall time)
         and retries configured, a failed leg is confirmed inside its own interval (SPEC 15, 18). Once
         ``stop`` is set (SIGTERM) no further attempt starts: the leg running finishes, the others are
         not begun, the sinks flush."""
         started = time.perf_counter()
+        run = RunContext(run) if isinstance(run, str) else run
         stop = stop or threading.Event()
         config = self.config
         session_config = config if legs is None else dataclasses.replace(config, legs=tuple(legs))
-        plugins: list[object] = [ProvidedConfig(session_config, maintenance=maintenance), self.plugin,
+        plugins: list[object] = [ProvidedConfig(session_config, run), self.plugin,
                                  StopAfterSignal(stop)]
         if slot_start is not None and config.confirm_retries > 0:
             start = slot_start
@@ -134,9 +137,9 @@ class LegRunner:
                                         tail_seconds=FLUSH_SECONDS, took=self.took,
                                         budget_seconds=lambda leg: slow_threshold(LEGS[leg], config)))
         with stdout_redirected(self.quiet), db.one_detection():
-            code = pytest.main(self.args(run_id), plugins=plugins)
+            code = pytest.main(self.args(run.run_id), plugins=plugins)
         return RunReport(
-            run_id=run_id,
+            run_id=run.run_id,
             outcomes=list(self.plugin.outcomes),
             pytest_exit_code=int(code),
             duration_seconds=time.perf_counter() - started,

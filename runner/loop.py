@@ -29,6 +29,7 @@ from runner.sweep import sweep_orphans
 from synthetics import db
 from synthetics.config import ProbeConfig
 from synthetics.db import GUARD_SECONDS
+from synthetics.run import RunContext
 
 log = logging.getLogger("payment_probe.runner")
 
@@ -213,7 +214,8 @@ class Runner:
         legs = self.config.legs if slot_start is None else self.config.due_legs(slot_start)
         # A confirmation retry must end inside its leg's interval, counted from the slot (or now, once).
         start = time.time() if slot_start is None else slot_start
-        report = self.legs.run(new_run_id(slot_start), start, legs, self.stop_requested, maintenance=maintenance)
+        run = RunContext(new_run_id(slot_start), maintenance=maintenance)  # this slot's: handed to its session
+        report = self.legs.run(run, start, legs, self.stop_requested)
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays
         # flat; everything alive after the first run (modules, plugins, registry, sinks) lives as

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from synthetics import reasons
 from synthetics.failures import LegFailed, degrade
 from synthetics.http import ProbeResponse
 
@@ -24,28 +25,28 @@ def judge_reachability(response: ProbeResponse, expect: Expect) -> None:
     if 200 <= status < 300:
         body = response.json()
         if expect == "object" and not isinstance(body, dict):
-            raise LegFailed("not_json", f"HTTP {status}: expected a JSON object")
+            raise LegFailed(reasons.NOT_JSON, f"HTTP {status}: expected a JSON object")
         if expect == "object_or_array" and not isinstance(body, dict | list):
-            raise LegFailed("not_json", f"HTTP {status}: expected a JSON object or array")
+            raise LegFailed(reasons.NOT_JSON, f"HTTP {status}: expected a JSON object or array")
         return
     if 300 <= status < 400 and status != 304:  # 304 Not Modified is no redirect: it has no target
         where = response.headers.get("location", "")
-        raise LegFailed(f"redirect:{status}", f"redirect to {where[:200]!r} (never followed)")
+        raise LegFailed(reasons.redirect(status), f"redirect to {where[:200]!r} (never followed)")
     if status in BLOCKED_BUT_ALIVE:
         return
     if status == 502:
         if _is_error_object(response):
             return
-        raise LegFailed("http_status:502", "502 without a JSON error body")
+        raise LegFailed(reasons.http_status(502), "502 without a JSON error body")
     if status >= 500:
-        raise LegFailed(f"http_status:{status}")
+        raise LegFailed(reasons.http_status(status))
     if status in ROUTE_GONE:
-        raise LegFailed(f"http_status:{status}", "the route is gone")
+        raise LegFailed(reasons.http_status(status), "the route is gone")
     if status in REFUSED_PROBE:
-        degrade(f"http_status:{status}", "the API refused or rate-limited the probe's own credentials")
+        degrade(reasons.http_status(status), "the API refused or rate-limited the probe's own credentials")
     if 400 <= status < 500:
         return
-    raise LegFailed(f"http_status:{status}", "unexpected status")
+    raise LegFailed(reasons.http_status(status), "unexpected status")
 
 
 def _is_error_object(response: ProbeResponse) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synthetics import __version__, tracing, wire
+from synthetics import __version__, reasons, tracing, wire
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed
 from synthetics.tls import api_context
@@ -37,19 +37,21 @@ class ProbeResponse:
         try:
             return json.loads(self.body)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise LegFailed("not_json", f"HTTP {self.status} body is not JSON ({type(exc).__name__})") from None
+            raise LegFailed(reasons.NOT_JSON, f"HTTP {self.status} body is not JSON ({type(exc).__name__})") from None
 
 
 class ProbeClient:
     """Sends the probe's headers; the bearer token and any signature are added at send time only."""
 
-    def __init__(self, config: ProbeConfig, on_phases: PhaseListener | None = None) -> None:
+    def __init__(self, config: ProbeConfig, on_phases: PhaseListener | None = None,
+                 spans: tracing.LegSpans | None = None) -> None:
         if not config.base_url:
             raise ValueError("ProbeClient needs a base URL")
         self.base_url = config.base_url
         self.timeout = config.http_timeout_seconds
         self._token = config.api_token
         self._on_phases = on_phases
+        self._spans = spans  # the running leg's spans: its exchanges are their children (SPEC 16)
         self._context = (
             api_context(config.ca_bundle, config.client_cert, config.client_key)
             if self.base_url.startswith("https://") else None
@@ -81,7 +83,7 @@ class ProbeClient:
         if body is not None:
             send.setdefault("Content-Type", "application/json")
         what = f"{method} {path}"
-        span = tracing.start_exchange(method, self.base_url + path)
+        span = self._spans.start_exchange(method, self.base_url + path) if self._spans is not None else None
         if span is not None:
             send.update(span.headers)
         statuses: list[int] = []

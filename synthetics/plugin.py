@@ -9,24 +9,22 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from synthetics import cohort, db
+from synthetics import cohort, db, reasons
 from synthetics.config import ConfigError, ProbeConfig, load_config
 from synthetics.failures import LegFailed, degrade, not_critical
 from synthetics.http import ProbeClient
 from synthetics.leg_report import DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 from synthetics.registry import leg_for_test
+from synthetics.run import RUN_KEY, RunContext, fresh_run_id
 from synthetics.secret import Secret
 
 CONFIG_KEY = pytest.StashKey[ProbeConfig]()
-RUN_ID_KEY = pytest.StashKey[str]()
-MAINTENANCE_KEY = pytest.StashKey[bool]()  # this run is inside a maintenance window (the runner's, SPEC 12)
 
 HELP_BASE_URL = "billing API base URL (overrides PAYMENT_PROBE_BASE_URL)"
 HELP_API_TOKEN = "bearer token of the probe's account (overrides PAYMENT_PROBE_API_TOKEN)"
@@ -55,11 +53,16 @@ def pytest_configure(config: pytest.Config) -> None:
     # The runner hands in an already validated config (ProvidedConfig); others read the env.
     if CONFIG_KEY not in config.stash:
         config.stash[CONFIG_KEY] = _config_from_options(config)
-    # Decided once on the controller; xdist ships option values to its workers, so every
-    # worker stamps the same run id on its outcomes and cohort teams.
+    # The run id is decided once on the controller (the runner's run context, --run-id, or fresh);
+    # xdist ships option values to its workers, so every worker makes its own run context with the
+    # same id and stamps it on its outcomes and cohort teams.
+    provided = config.stash.get(RUN_KEY, None)
+    if provided is not None:
+        config.option.probe_run_id = provided.run_id
+        return
     if not config.option.probe_run_id:
-        config.option.probe_run_id = uuid.uuid4().hex[:12]
-    config.stash[RUN_ID_KEY] = config.option.probe_run_id
+        config.option.probe_run_id = fresh_run_id()
+    config.stash[RUN_KEY] = RunContext(config.option.probe_run_id)
 
 
 def _config_from_options(config: pytest.Config) -> ProbeConfig:
@@ -88,17 +91,18 @@ def base_url_option(config: pytest.Config) -> str | None:
 
 
 class ProvidedConfig:
-    """Hands an already-validated config to a session, so the runner reads the env only once, and what the
-    runner knows of this run (a maintenance window open): the session carries it, no plugin is poked."""
+    """Hands an already-validated config to a session, so the runner reads the env only once, and the
+    run's context (its id, a maintenance window open): the session carries them, no plugin is poked."""
 
-    def __init__(self, probe_config: ProbeConfig, *, maintenance: bool = False) -> None:
+    def __init__(self, probe_config: ProbeConfig, run: RunContext | None = None) -> None:
         self.probe_config = probe_config
-        self.maintenance = maintenance
+        self.run = run
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[CONFIG_KEY] = self.probe_config
-        config.stash[MAINTENANCE_KEY] = self.maintenance
+        if self.run is not None:
+            config.stash[RUN_KEY] = self.run
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -183,8 +187,13 @@ def probe_config(request: pytest.FixtureRequest) -> ProbeConfig:
 
 
 @pytest.fixture
-def run_id(request: pytest.FixtureRequest) -> str:
-    return request.config.stash[RUN_ID_KEY]
+def run_context(request: pytest.FixtureRequest) -> RunContext:
+    return request.config.stash[RUN_KEY]
+
+
+@pytest.fixture
+def run_id(run_context: RunContext) -> str:
+    return run_context.run_id
 
 
 @pytest.fixture
@@ -193,18 +202,18 @@ def leg_record(request: pytest.FixtureRequest) -> LegRecord:
 
 
 @pytest.fixture
-def probe_http(probe_config: ProbeConfig, leg_record: LegRecord) -> ProbeClient:
+def probe_http(probe_config: ProbeConfig, leg_record: LegRecord, run_context: RunContext) -> ProbeClient:
     """Every exchange opens and closes its own connection: nothing to release afterwards."""
     if not probe_config.base_url:
-        degrade("config_missing:PAYMENT_PROBE_BASE_URL")
-    return ProbeClient(probe_config, on_phases=leg_record.add_phases)
+        degrade(reasons.config_missing("PAYMENT_PROBE_BASE_URL"))
+    return ProbeClient(probe_config, on_phases=leg_record.add_phases, spans=run_context.spans)
 
 
 def require_settings(*settings: tuple[str, object]) -> None:
     """A leg runs only with its settings: the first one unset ends it ``degraded config_missing:<VARIABLE>``."""
     for variable, value in settings:
         if not value:
-            degrade(f"config_missing:{variable}")
+            degrade(reasons.config_missing(variable))
 
 
 @dataclass(frozen=True)
@@ -276,13 +285,13 @@ def _cohort_team(database_url: Secret, run_id: str, leg_record: LegRecord) -> It
     try:
         conn = db.connect(database_url)
     except Exception as exc:
-        degrade("mint_failed", f"database unreachable ({type(exc).__name__})")
+        degrade(reasons.MINT_FAILED, f"database unreachable ({type(exc).__name__})")
     try:
         with db.guard(conn):
             team_id = cohort.mint(conn, run_id)
     except Exception as exc:
         conn.close()
-        degrade("mint_failed", f"insert into teams failed ({type(exc).__name__})")
+        degrade(reasons.MINT_FAILED, f"insert into teams failed ({type(exc).__name__})")
     leg_record.note("cohort_team_id", team_id)
     team = CohortTeam(team_id, conn)
     try:
@@ -312,6 +321,6 @@ def _reap(database_url: Secret, team: CohortTeam) -> None:
                 deleted = cohort.reap(conn, team.id)
                 left = deleted == 0 and cohort.still_exists(conn, team.id)
         except Exception as exc:
-            raise LegFailed("reap_failed", f"cohort team {team.id} left behind ({type(exc).__name__})") from None
+            raise LegFailed(reasons.REAP_FAILED, f"cohort team {team.id} left behind ({type(exc).__name__})") from None
     if left:
-        raise LegFailed("reap_failed", f"cohort team {team.id} still exists: the reap deleted no row")
+        raise LegFailed(reasons.REAP_FAILED, f"cohort team {team.id} still exists: the reap deleted no row")

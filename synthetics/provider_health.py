@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from synthetics import wire
+from synthetics import reasons, wire
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed, degrade
 from synthetics.http import MAX_BODY_BYTES, USER_AGENT
@@ -65,28 +65,29 @@ class Provider:
                                      context=self.context, max_body=MAX_BODY_BYTES)
         except wire.WireError as exc:
             self.on_phases(exc.phases, exc.answered)
-            degrade(unavailable(exc.kind), f"{what}: {exc.detail}")
+            degrade(reasons.provider_unavailable(exc.kind), f"{what}: {exc.detail}")
         finally:
             headers.clear()  # the key never outlives the exchange
         self.on_phases(response.phases, True)
         status = response.status
         if status in (401, 403):
-            degrade(f"provider_auth:{status}", f"{what}: the provider refused the key ({_error(response.body)})")
+            degrade(reasons.provider_auth(status), f"{what}: the provider refused the key ({_error(response.body)})")
         if status == 429:
-            degrade("provider_rate_limited", f"{what}: HTTP 429")
+            degrade(reasons.PROVIDER_RATE_LIMITED, f"{what}: HTTP 429")
         if status >= 500:
-            degrade(unavailable(f"http_status_{status}"), f"{what}: {_error(response.body)}")
+            degrade(reasons.provider_unavailable(f"http_status_{status}"), f"{what}: {_error(response.body)}")
         try:
             return status, json.loads(response.body)
         except (ValueError, RecursionError):
-            degrade(unavailable("not_json"), f"{what}: HTTP {status} body is not JSON")
+            degrade(reasons.provider_unavailable(reasons.NOT_JSON), f"{what}: HTTP {status} body is not JSON")
 
     def get(self, path: str, query: Mapping[str, str | int] | None = None) -> Any:
         """A read that must succeed: any other answer (a 404 of a wrong PAYMENT_PROBE_PROVIDER_API_URL) is
         the provider's trouble too."""
         status, answer = self.request("GET", path, query=query)
         if not 200 <= status < 300:
-            degrade(unavailable(f"http_status_{status}"), f"GET {path}: {_error(json.dumps(answer).encode())}")
+            degrade(reasons.provider_unavailable(f"http_status_{status}"),
+                    f"GET {path}: {_error(json.dumps(answer).encode())}")
         return answer
 
     def _authorization(self) -> str:
@@ -102,17 +103,12 @@ class Provider:
             page = self.get(path, {**query, **({"starting_after": after} if after else {})})
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
-                degrade(unavailable("bad_shape"), f"GET {path}: no list in the answer")
+                degrade(reasons.provider_unavailable("bad_shape"), f"GET {path}: no list in the answer")
             objects = [item for item in data if isinstance(item, dict)]
             yield from objects
             if not page.get("has_more") or not objects:
                 return
             after = str(objects[-1].get("id", ""))
-
-
-def unavailable(cause: str) -> str:
-    """``provider_unavailable:<cause>``, one token (``tls_error:expired`` becomes ``tls_error_expired``)."""
-    return "provider_unavailable:" + cause.replace(":", "_")
 
 
 def _error(body: bytes) -> str:
@@ -143,7 +139,8 @@ def check_stripe(config: ProbeConfig, provider: Provider, note: Any) -> None:
     mine = [e for e in endpoints if same_url(e.get("url"), public) and bool(e.get("livemode")) == live]
     if not mine:
         hosts = sorted({_host(e.get("url")) for e in endpoints})
-        raise LegFailed("endpoint_missing", f"no {'live' if live else 'test'}-mode webhook endpoint at the public "
+        raise LegFailed(reasons.ENDPOINT_MISSING,
+                        f"no {'live' if live else 'test'}-mode webhook endpoint at the public "
                         f"webhook URL; {len(endpoints)} registered (hosts: {', '.join(hosts) or 'none'})")
     endpoint = next((e for e in mine if e.get("status") == "enabled"), mine[0])
     enabled = [str(t) for t in endpoint.get("enabled_events") or [] if isinstance(t, str)]
@@ -152,12 +149,12 @@ def check_stripe(config: ProbeConfig, provider: Provider, note: Any) -> None:
     note("api_version", str(endpoint.get("api_version") or ""))
     note("subscribed_types", len(enabled))
     if endpoint.get("status") != "enabled":
-        raise LegFailed("endpoint_disabled", f"the provider has the endpoint {endpoint.get('id')} "
+        raise LegFailed(reasons.ENDPOINT_DISABLED, f"the provider has the endpoint {endpoint.get('id')} "
                         f"{endpoint.get('status')}: no payment event reaches the billing API", severity="critical")
     everything = enabled == ["*"]
     missing = [t for t in NEEDED_EVENTS["stripe"] if not everything and t not in enabled]
     if missing:
-        raise LegFailed("events_unsubscribed", f"the endpoint is not subscribed to {', '.join(missing)}")
+        raise LegFailed(reasons.EVENTS_UNSUBSCRIBED, f"the endpoint is not subscribed to {', '.join(missing)}")
     now = time.time()
     undelivered = [e for e in provider.stripe_list("/v1/events", {
         "delivery_success": "false", "created[gte]": int(now - EVENTS_WINDOW_SECONDS), "limit": 100})
@@ -173,7 +170,7 @@ def check_stripe(config: ProbeConfig, provider: Provider, note: Any) -> None:
             return everything or types == ["*"] or bool(set(enabled) & set(types))
 
         sharing = sum(1 for e in endpoints if e is not endpoint and e.get("status") == "enabled" and shares(e))
-        raise LegFailed("deliveries_failing", f"{len(failing)} event(s) undelivered for more than "
+        raise LegFailed(reasons.DELIVERIES_FAILING, f"{len(failing)} event(s) undelivered for more than "
                         f"{config.delivery_lag_seconds:g} s, the oldest a {oldest[1]} {oldest[0]:.0f} s old "
                         f"(Stripe reports delivery for the whole account: {sharing} other enabled endpoint(s) "
                         "share those event types)")
@@ -185,12 +182,12 @@ def check_razorpay(config: ProbeConfig, provider: Provider, note: Any) -> None:
     answer = provider.get(f"/v2/accounts/{account}/webhooks")
     items = answer.get("items") if isinstance(answer, dict) else None
     if not isinstance(items, list):
-        degrade(unavailable("bad_shape"), "GET webhooks: no items in the answer")
+        degrade(reasons.provider_unavailable("bad_shape"), "GET webhooks: no items in the answer")
     hooks = [h for h in items if isinstance(h, dict)]
     mine = [h for h in hooks if same_url(h.get("url"), config.public_webhook_url)]
     if not mine:
         hosts = sorted({_host(h.get("url")) for h in hooks})
-        raise LegFailed("endpoint_missing", f"no webhook of the account at the public webhook URL; {len(hooks)} "
+        raise LegFailed(reasons.ENDPOINT_MISSING, f"no webhook of the account at the public webhook URL; {len(hooks)} "
                                             f"registered (hosts: {', '.join(hosts) or 'none'})")
     hook = next((h for h in mine if h.get("active") is True), mine[0])
     events = hook.get("events")
@@ -201,8 +198,9 @@ def check_razorpay(config: ProbeConfig, provider: Provider, note: Any) -> None:
     note("endpoint_status", "active" if hook.get("active") is True else "inactive")
     note("subscribed_types", len(enabled))
     if hook.get("active") is not True:
-        raise LegFailed("endpoint_disabled", f"the provider has the webhook {hook.get('id')} inactive: no payment "
+        raise LegFailed(reasons.ENDPOINT_DISABLED,
+                        f"the provider has the webhook {hook.get('id')} inactive: no payment "
                         "event reaches the billing API", severity="critical")
     missing = [t for t in NEEDED_EVENTS["razorpay"] if t not in enabled]
     if missing:
-        raise LegFailed("events_unsubscribed", f"the webhook is not subscribed to {', '.join(missing)}")
+        raise LegFailed(reasons.EVENTS_UNSUBSCRIBED, f"the webhook is not subscribed to {', '.join(missing)}")

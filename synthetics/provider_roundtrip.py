@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from synthetics import reasons
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed
 from synthetics.provider_health import Provider
@@ -39,7 +40,7 @@ class StripeTest(Provider):
             error = answer.get("error") if isinstance(answer, dict) else None
             code = (error.get("code") or error.get("type")) if isinstance(error, dict) else f"http_status_{status}"
             message = error.get("message", "") if isinstance(error, dict) else ""
-            raise LegFailed(f"provider_rejected:{str(code).replace(':', '_')}", f"POST {path}: {message}"[:300])
+            raise LegFailed(reasons.provider_rejected(str(code)), f"POST {path}: {message}"[:300])
         return answer
 
     def invoice_paid_delivery(self, subscription_id: str, since: float) -> dict[str, Any] | None:

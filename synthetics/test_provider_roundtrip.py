@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from synthetics import cohort, upgrade
+from synthetics import cohort, reasons, upgrade
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed
 from synthetics.plugin import CohortTeam, LegRecord, RoundtripSettings
@@ -41,18 +41,19 @@ def test_provider_roundtrip(roundtrip_settings: RoundtripSettings, roundtrip_tea
         if tier != probe_config.expected_tier:
             event = stripe.invoice_paid_delivery(subscription_id, since)
             if event is None:
-                raise LegFailed("delivery_missing", f"the provider created no invoice.paid for {subscription_id}")
+                raise LegFailed(reasons.DELIVERY_MISSING, f"the provider created no invoice.paid for {subscription_id}")
             leg_record.note("event_id", str(event.get("id", "")))
             if int(event.get("pending_webhooks") or 0) > 0:
-                raise LegFailed("delivery_rejected", f"the provider's own signed {event.get('id')} was not "
+                raise LegFailed(reasons.DELIVERY_REJECTED, f"the provider's own signed {event.get('id')} was not "
                                 "acknowledged: its secret, URL, a proxy or the handler is wrong, and every real "
                                 "payment meets the same", severity="critical")
             upgrade.expect_tier(tier, probe_config.expected_tier, wait)
         status, _answer = stripe.call("DELETE", f"/v1/subscriptions/{subscription_id}")
         if not 200 <= status < 300:
-            raise LegFailed(f"provider_rejected:http_status_{status}", f"DELETE /v1/subscriptions/{subscription_id}")
+            raise LegFailed(reasons.provider_rejected(f"http_status_{status}"),
+                            f"DELETE /v1/subscriptions/{subscription_id}")
         tier = upgrade.wait_for(team, probe_config.cancelled_tier, wait)
-        upgrade.expect_tier(tier, probe_config.cancelled_tier, wait, reason="cancel_not_applied")
+        upgrade.expect_tier(tier, probe_config.cancelled_tier, wait, reason=reasons.CANCEL_NOT_APPLIED)
     finally:
         if customer_id is not None:
             _reap_customer(stripe, customer_id, failing=sys.exc_info()[0] is not None)
@@ -67,4 +68,5 @@ def _reap_customer(stripe: StripeTest, customer_id: str, *, failing: bool) -> No
     except BaseException:  # the provider's trouble (a degrade) must not hide the leg's own reason
         deleted = False
     if not deleted and not failing:
-        raise LegFailed("reap_failed", f"the test customer {customer_id} was not deleted; payment-probe sweep will")
+        raise LegFailed(reasons.REAP_FAILED,
+                        f"the test customer {customer_id} was not deleted; payment-probe sweep will")

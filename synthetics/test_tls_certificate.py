@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from synthetics import wire
+from synthetics import reasons, wire
 from synthetics.config import ProbeConfig
 from synthetics.failures import LegFailed, degrade
 from synthetics.plugin import LegRecord
@@ -19,9 +19,9 @@ from synthetics.tls import api_context
 def test_tls_certificate(probe_config: ProbeConfig, leg_record: LegRecord) -> None:
     url = probe_config.base_url
     if not url:
-        degrade("config_missing:PAYMENT_PROBE_BASE_URL")
+        degrade(reasons.config_missing("PAYMENT_PROBE_BASE_URL"))
     if not url.startswith("https://"):
-        degrade("not_https", "the base URL is http://: there is no certificate to check")
+        degrade(reasons.NOT_HTTPS, "the base URL is http://: there is no certificate to check")
     # Verified exactly as the other legs verify: the same CA bundle and client certificate.
     context = api_context(probe_config.ca_bundle, probe_config.client_cert, probe_config.client_key)
     try:
@@ -35,12 +35,12 @@ def test_tls_certificate(probe_config: ProbeConfig, leg_record: LegRecord) -> No
         sock.close()
     leg_record.add_phases(phases, True)
     if not certificate or "notAfter" not in certificate:
-        raise LegFailed("tls_error:no_certificate", "the server presented no certificate")
+        raise LegFailed(reasons.tls_error("no_certificate"), "the server presented no certificate")
     not_after = ssl.cert_time_to_seconds(str(certificate["notAfter"]))
     days_left = math.floor((not_after - time.time()) / 86400)
     leg_record.note("cert_not_after", int(not_after))
     leg_record.note("cert_days_left", days_left)
-    reason = f"cert_expiring:{days_left}d"
+    reason = reasons.cert_expiring(days_left)
     if days_left <= probe_config.cert_fail_days:
         raise LegFailed(reason, f"the certificate expires in {days_left} days (fail at {probe_config.cert_fail_days})")
     if days_left <= probe_config.cert_warn_days:

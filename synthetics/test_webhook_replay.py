@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from synthetics import upgrade
+from synthetics import reasons, upgrade
 from synthetics.config import ProbeConfig
 from synthetics.delivery import deliver, provider_of
 from synthetics.failures import LegFailed
@@ -48,22 +48,22 @@ def test_webhook_replay(
         status = deliver(probe_http, probe_config, cancelled, "valid", secret=secret).status
         leg_record.note("cancel_status", status)
         if status != 200:
-            raise LegFailed("cancel_not_applied", f"the cancellation was answered {status}, not 200")
+            raise LegFailed(reasons.CANCEL_NOT_APPLIED, f"the cancellation was answered {status}, not 200")
         upgrade.expect_tier(upgrade.wait_for(cohort_team, probe_config.cancelled_tier, wait),
-                            probe_config.cancelled_tier, wait, reason="cancel_not_applied")
+                            probe_config.cancelled_tier, wait, reason=reasons.CANCEL_NOT_APPLIED)
 
         # The retry: the same bytes and id; a scheme that signs time signs now, as the provider would.
         retry = deliver(probe_http, probe_config, charged, "valid", secret=secret)
         leg_record.note("replay_status", retry.status)
         if not 200 <= retry.status < 300:
-            raise LegFailed(f"replay_status:{retry.status}",
+            raise LegFailed(reasons.replay_status(retry.status),
                             "a retried event must be acknowledged (a non-2xx makes the provider retry for hours)")
         watch = max(probe_config.replay_settle_seconds, 2 * applied_after)
         leg_record.note("replay_watch_seconds", round(watch, 3))
         seen = upgrade.hold(cohort_team, probe_config.cancelled_tier, probe_config.expected_tier, watch)
         leg_record.note("tier_after_replay", seen or "missing")
         if seen == probe_config.expected_tier:
-            raise LegFailed("replay_applied", f"the retried {provider.name} event {charged.event_id} was applied "
+            raise LegFailed(reasons.REPLAY_APPLIED, f"the retried {provider.name} event {charged.event_id} was applied "
                             f"again within {watch:.1f}s: the cancelled team is {seen!r}", severity="critical")
     finally:
         # Steps 2-4 as wall time, as the upgrade leg's is its delivery and wait: the retry's own

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from synthetics import reasons
 from synthetics.config import ProbeConfig
 from synthetics.delivery import deliver, provider_of
 from synthetics.failures import LegFailed
@@ -33,14 +34,14 @@ def _judge_rejection(response: ProbeResponse) -> LegFailed | None:
     """``None`` when the API answered 400 ``invalid_signature``; otherwise the failure to raise."""
     status = response.status
     if status != 400:
-        return LegFailed(f"http_status:{status}", f"expected 400 invalid_signature, got {status}")
+        return LegFailed(reasons.http_status(status), f"expected 400 invalid_signature, got {status}")
     try:
         body = response.json()
     except LegFailed:
         body = None
     if isinstance(body, dict) and body.get("error") == "invalid_signature":
         return None
-    return LegFailed("wrong_rejection", "400 without error=invalid_signature")
+    return LegFailed(reasons.WRONG_REJECTION, "400 without error=invalid_signature")
 
 
 @pytest.mark.prod_safe
@@ -51,9 +52,9 @@ def test_webhook_security(
     now = time.time()
     plan = probe_config.test_plan_id_pro or "plan_probe"
     unsigned = deliver(probe_http, probe_config, provider.probe_event(now), "none",
-                       on_status=_refuse_acceptance("unsigned_accepted"))
+                       on_status=_refuse_acceptance(reasons.UNSIGNED_ACCEPTED))
     forged = deliver(probe_http, probe_config, provider.upgrade_event(str(uuid.uuid4()), plan, now), "forged",
-                     on_status=_refuse_acceptance("forged_accepted"))
+                     on_status=_refuse_acceptance(reasons.FORGED_ACCEPTED))
     leg_record.note("unsigned_status", unsigned.status)
     leg_record.note("forged_status", forged.status)
     failures = [f for f in (_judge_rejection(unsigned), _judge_rejection(forged)) if f is not None]
@@ -64,9 +65,10 @@ def test_webhook_security(
         old = now - STALE_SECONDS
         stale = deliver(probe_http, probe_config, provider.upgrade_event(str(uuid.uuid4()), plan, old), "valid",
                         secret=probe_config.webhook_secret, at=int(old),
-                        on_status=_refuse_acceptance("stale_accepted"))
+                        on_status=_refuse_acceptance(reasons.STALE_ACCEPTED))
         leg_record.note("stale_status", stale.status)
         if not 400 <= stale.status < 500:
-            failures.append(LegFailed(f"http_status:{stale.status}", f"a stale delivery got {stale.status}, not 4xx"))
+            failures.append(LegFailed(reasons.http_status(stale.status),
+                                      f"a stale delivery got {stale.status}, not 4xx"))
     if failures:
         raise failures[0]

@@ -1,8 +1,9 @@
 """Where the probe's HTTP exchanges meet tracing, without importing OpenTelemetry (SPEC section 16).
 
-The legs' client asks ``start_exchange`` for a span around each exchange; with tracing off (no
-OTLP endpoint) that is ``None`` and nothing else happens — no SDK import, no cost. The signals
-plugin installs a factory while a leg runs, so the client never knows about sinks or the SDK.
+The legs' client asks its run's ``LegSpans`` for a span around each exchange; with tracing off (no
+OTLP endpoint) that is ``None`` and nothing else happens — no SDK import, no cost. Whoever traces
+the leg (the signals plugin on the controller, or in each xdist worker) installs a factory while the
+leg runs, so the client never knows about sinks or the SDK.
 """
 
 from __future__ import annotations
@@ -22,25 +23,28 @@ class ExchangeSpan(Protocol):
         ...
 
 
-_factory: Callable[[str, str], ExchangeSpan] | None = None
-_trace_id: str | None = None
+ExchangeFactory = Callable[[str, str], ExchangeSpan]
 
 
-def install(factory: Callable[[str, str], ExchangeSpan], trace_id: str) -> None:
-    """While a leg runs: its exchanges become child spans of the leg's span ``trace_id``."""
-    global _factory, _trace_id
-    _factory, _trace_id = factory, trace_id
+class LegSpans:
+    """The running leg's span factory and trace id: set while a leg attempt runs, in the process
+    that runs it, and read by its HTTP client and by the hook that stamps its report."""
 
+    def __init__(self) -> None:
+        self._factory: ExchangeFactory | None = None
+        self._trace_id: str | None = None
 
-def uninstall() -> None:
-    global _factory, _trace_id
-    _factory, _trace_id = None, None
+    def install(self, factory: ExchangeFactory, trace_id: str) -> None:
+        """While a leg runs: its exchanges become child spans of the leg's span ``trace_id``."""
+        self._factory, self._trace_id = factory, trace_id
 
+    def uninstall(self) -> None:
+        self._factory, self._trace_id = None, None
 
-def start_exchange(method: str, url: str) -> ExchangeSpan | None:
-    return None if _factory is None else _factory(method, url)
+    def start_exchange(self, method: str, url: str) -> ExchangeSpan | None:
+        return None if self._factory is None else self._factory(method, url)
 
-
-def current_trace_id() -> str | None:
-    """The running leg's trace id (32 hex), carried by its outcome to every signal."""
-    return _trace_id
+    @property
+    def trace_id(self) -> str | None:
+        """The running leg's trace id (32 hex), carried by its outcome to every signal."""
+        return self._trace_id

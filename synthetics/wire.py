@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 import h11
 
+from synthetics import reasons
+
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 MAX_HEADER_BYTES = 64 * 1024  # status line and headers together (h11's event size cap)
 RECV_BYTES = 64 * 1024
@@ -67,7 +69,7 @@ class Deadline:
     def remaining(self, what: str, phases: Mapping[str, float] | None = None) -> float:
         left = self.end - time.monotonic()
         if left <= 0:
-            raise WireError("timeout", f"{what}: no answer within {self.seconds:g}s", phases)
+            raise WireError(reasons.TIMEOUT, f"{what}: no answer within {self.seconds:g}s", phases)
         return left
 
 
@@ -94,7 +96,7 @@ class Target:
     def of(cls, url: str) -> Target:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise WireError("bad_url", "not an absolute http(s) URL")
+            raise WireError(reasons.BAD_URL, "not an absolute http(s) URL")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = parts.hostname
         shown = f"[{host}]" if ":" in host else host
@@ -150,14 +152,14 @@ def _resolve(target: Target, deadline: Deadline, phases: dict[str, float]) -> li
         worker.join(deadline.remaining("resolve", phases))
         if worker.is_alive():
             phases["resolve"] = time.perf_counter() - started
-            raise WireError("timeout", f"DNS lookup of the host took over {deadline.seconds:g}s", phases)
+            raise WireError(reasons.TIMEOUT, f"DNS lookup of the host took over {deadline.seconds:g}s", phases)
         if "error" in box:
             phases["resolve"] = time.perf_counter() - started
-            raise WireError("connection_error", "DNS lookup failed", phases)
+            raise WireError(reasons.CONNECTION_ERROR, "DNS lookup failed", phases)
         infos = box.get("infos") or []
         if not infos:
             phases["resolve"] = time.perf_counter() - started
-            raise WireError("connection_error", "DNS lookup returned no address", phases)
+            raise WireError(reasons.CONNECTION_ERROR, "DNS lookup returned no address", phases)
     phases["resolve"] = time.perf_counter() - started
     return infos
 
@@ -220,12 +222,12 @@ def _connect(infos: list[Any], deadline: Deadline, phases: dict[str, float]) -> 
                 phases["connect"] = time.perf_counter() - started
                 refused = isinstance(problem, ConnectionRefusedError) or getattr(problem, "errno", None) == \
                     errno.ECONNREFUSED
-                raise WireError("connection_error", "Connection refused" if refused else type(problem).__name__,
+                raise WireError(reasons.CONNECTION_ERROR, "Connection refused" if refused else type(problem).__name__,
                                 phases)
             left = deadline.end - time.monotonic()
             if left <= 0:
                 phases["connect"] = time.perf_counter() - started
-                raise WireError("timeout", f"TCP connect took over {deadline.seconds:g}s", phases)
+                raise WireError(reasons.TIMEOUT, f"TCP connect took over {deadline.seconds:g}s", phases)
             wait = min(left, max(0.0, next_start - time.monotonic())) if waiting else left
             for key, _mask in selector.select(wait):
                 sock = key.fileobj  # type: ignore[assignment]
@@ -259,15 +261,15 @@ def _handshake(sock: socket.socket, target: Target, context: ssl.SSLContext, dea
     except TimeoutError:
         sock.close()
         phases["tls"] = time.perf_counter() - started
-        raise WireError("timeout", f"TLS handshake took over {deadline.seconds:g}s", phases) from None
+        raise WireError(reasons.TIMEOUT, f"TLS handshake took over {deadline.seconds:g}s", phases) from None
     except ssl.SSLError as exc:
         sock.close()
         phases["tls"] = time.perf_counter() - started
-        raise WireError(f"tls_error:{tls_cause(exc)}", "TLS handshake failed", phases) from None
+        raise WireError(reasons.tls_error(tls_cause(exc)), "TLS handshake failed", phases) from None
     except OSError as exc:
         sock.close()
         phases["tls"] = time.perf_counter() - started
-        raise WireError("connection_error", f"TLS handshake: {type(exc).__name__}", phases) from None
+        raise WireError(reasons.CONNECTION_ERROR, f"TLS handshake: {type(exc).__name__}", phases) from None
     phases["tls"] = time.perf_counter() - started
     return tls
 
@@ -301,7 +303,7 @@ class _Reader:
         1-byte chunks or a storm of 1xx answers is a ``protocol_error`` at once, not a core burnt
         until the deadline."""
         if time.thread_time() - self.cpu_started > CPU_SECONDS:
-            raise WireError("protocol_error", f"{what}: the answer's framing costs over {CPU_SECONDS:g}s of CPU",
+            raise WireError(reasons.PROTOCOL_ERROR, f"{what}: the answer's framing costs over {CPU_SECONDS:g}s of CPU",
                             self.phases, answered=self.first_byte_at is not None)
 
     def read(self, what: str) -> bytes:
@@ -311,13 +313,13 @@ class _Reader:
             self.sock.settimeout(self.deadline.remaining(what, self.phases))
             data = self.sock.recv(RECV_BYTES)
         except TimeoutError:
-            raise WireError("timeout", f"{what}: not complete within {self.deadline.seconds:g}s",
+            raise WireError(reasons.TIMEOUT, f"{what}: not complete within {self.deadline.seconds:g}s",
                             self.phases, answered=answered) from None
         except ssl.SSLError as exc:
-            raise WireError(f"tls_error:{tls_cause(exc)}", f"{what}: TLS failure", self.phases,
+            raise WireError(reasons.tls_error(tls_cause(exc)), f"{what}: TLS failure", self.phases,
                             answered=answered) from None
         except OSError as exc:
-            raise WireError("connection_error", f"{what}: {type(exc).__name__}", self.phases,
+            raise WireError(reasons.CONNECTION_ERROR, f"{what}: {type(exc).__name__}", self.phases,
                             answered=answered) from None
         except WireError as exc:
             exc.answered = answered
@@ -358,13 +360,13 @@ def _receive(conn: h11.Connection, reader: _Reader, what: str) -> Any:
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            raise WireError("protocol_error", f"{what}: {_h11_detail(exc)}", reader.phases,
+            raise WireError(reasons.PROTOCOL_ERROR, f"{what}: {_h11_detail(exc)}", reader.phases,
                             answered=reader.first_byte_at is not None) from None
         if event is not h11.NEED_DATA:
             return event
         data = reader.read(what)
         if not data and conn.their_state is h11.SEND_RESPONSE and reader.first_byte_at is None:
-            raise WireError("connection_error", f"{what}: connection closed before an answer", reader.phases)
+            raise WireError(reasons.CONNECTION_ERROR, f"{what}: connection closed before an answer", reader.phases)
         conn.receive_data(data)
 
 
@@ -389,25 +391,27 @@ def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
             # measured here, so the 64 KiB cap holds whatever the read pattern (SPEC 10).
             head_to = _consumed(conn, reader)
             if head_to - head_from > MAX_HEADER_BYTES:
-                raise WireError("protocol_error", f"status line and headers: over {MAX_HEADER_BYTES} bytes",
+                raise WireError(reasons.PROTOCOL_ERROR, f"status line and headers: over {MAX_HEADER_BYTES} bytes",
                                 reader.phases, answered=True)
             head_from = head_to
         if getattr(event, "http_version", b"1.1")[:2] != b"1.":
-            raise WireError("protocol_error", "status line: not HTTP/1.x", reader.phases, answered=True)
+            raise WireError(reasons.PROTOCOL_ERROR, "status line: not HTTP/1.x", reader.phases, answered=True)
         if isinstance(event, h11.Response):
             break
         if isinstance(event, h11.ConnectionClosed):
-            raise WireError("connection_error", "connection closed before an answer", reader.phases,
+            raise WireError(reasons.CONNECTION_ERROR, "connection closed before an answer", reader.phases,
                             answered=reader.first_byte_at is not None)
         # InformationalResponse (1xx): the real answer follows, after a few at most.
         interim += 1
         if interim > MAX_INTERIM_RESPONSES:
-            raise WireError("protocol_error", f"over {MAX_INTERIM_RESPONSES} interim (1xx) responses", reader.phases,
+            raise WireError(reasons.PROTOCOL_ERROR,
+                            f"over {MAX_INTERIM_RESPONSES} interim (1xx) responses", reader.phases,
                             answered=True)
     status, headers = event.status_code, _headers_of(event)
     if "content-length" in headers and "transfer-encoding" in headers:
         # RFC 9112 6.3: a sender must not send both; a request-smuggling shape, never trusted.
-        raise WireError("protocol_error", "both Content-Length and Transfer-Encoding", reader.phases, answered=True)
+        raise WireError(reasons.PROTOCOL_ERROR,
+                        "both Content-Length and Transfer-Encoding", reader.phases, answered=True)
     if on_head is not None:
         try:
             on_head(status, headers)
@@ -415,7 +419,7 @@ def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
             raise HeadRejected(exc, reader.phases) from None
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > cap:
-        raise WireError("body_too_large", f"body exceeds {cap} bytes", reader.phases, answered=True)
+        raise WireError(reasons.BODY_TOO_LARGE, f"body exceeds {cap} bytes", reader.phases, answered=True)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -423,12 +427,12 @@ def _read_response(conn: h11.Connection, reader: _Reader, cap: int,
         if isinstance(event, h11.Data):
             size += len(event.data)
             if size > cap:
-                raise WireError("body_too_large", f"body exceeds {cap} bytes", reader.phases, answered=True)
+                raise WireError(reasons.BODY_TOO_LARGE, f"body exceeds {cap} bytes", reader.phases, answered=True)
             chunks.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
             return status, headers, b"".join(chunks)
         else:  # ConnectionClosed mid-body: h11 already refuses a short Content-Length or chunk
-            raise WireError("connection_error", "body: connection closed early", reader.phases, answered=True)
+            raise WireError(reasons.CONNECTION_ERROR, "body: connection closed early", reader.phases, answered=True)
 
 
 def _decode(body: bytes, encoding: str, cap: int, phases: dict[str, float]) -> bytes:
@@ -442,18 +446,18 @@ def _decode(body: bytes, encoding: str, cap: int, phases: dict[str, float]) -> b
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise WireError("protocol_error", f"unsupported Content-Encoding {encoding[:20]!r}", phases,
+        raise WireError(reasons.PROTOCOL_ERROR, f"unsupported Content-Encoding {encoding[:20]!r}", phases,
                         answered=True)
     wbits = 31 if "gzip" in encoding else 15
     try:
         inflater = zlib.decompressobj(wbits)
         out = inflater.decompress(body, cap + 1)
     except zlib.error:
-        raise WireError("protocol_error", "bad compressed body", phases, answered=True) from None
+        raise WireError(reasons.PROTOCOL_ERROR, "bad compressed body", phases, answered=True) from None
     if len(out) > cap:
-        raise WireError("body_too_large", f"decoded body exceeds {cap} bytes", phases, answered=True)
+        raise WireError(reasons.BODY_TOO_LARGE, f"decoded body exceeds {cap} bytes", phases, answered=True)
     if not inflater.eof or inflater.unused_data:
-        raise WireError("protocol_error", "truncated or trailing compressed body", phases, answered=True)
+        raise WireError(reasons.PROTOCOL_ERROR, "truncated or trailing compressed body", phases, answered=True)
     return out
 
 
@@ -471,7 +475,7 @@ def _request_bytes(conn: h11.Connection, method: str, target: Target, path: str,
             data += conn.send(h11.Data(data=body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
     except (UnicodeEncodeError, h11.LocalProtocolError):
-        raise WireError("invalid_request", "a header or the path is not valid HTTP; not sent", phases) from None
+        raise WireError(reasons.INVALID_REQUEST, "a header or the path is not valid HTTP; not sent", phases) from None
     return data
 
 
@@ -497,9 +501,9 @@ def exchange(
             sock.settimeout(deadline.remaining("send", phases))
             sock.sendall(request)
         except TimeoutError:
-            raise WireError("timeout", f"request not sent within {timeout:g}s", phases) from None
+            raise WireError(reasons.TIMEOUT, f"request not sent within {timeout:g}s", phases) from None
         except OSError as exc:
-            raise WireError("connection_error", f"send: {type(exc).__name__}", phases) from None
+            raise WireError(reasons.CONNECTION_ERROR, f"send: {type(exc).__name__}", phases) from None
         reader = _Reader(sock, deadline, phases)
         try:
             status, response_headers, raw = _read_response(conn, reader, max_body, on_head)

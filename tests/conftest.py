@@ -22,8 +22,8 @@ warnings.filterwarnings("ignore", module="platformdirs")
 
 from runner.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402, F401 - free_port: the tests' one
 from runner.legrun import LegRunner  # noqa: E402
+from runner.signals.controller import SignalsPlugin  # noqa: E402
 from runner.signals.outcome import Outcome  # noqa: E402
-from runner.signals.plugin import SignalsPlugin  # noqa: E402
 from runner.signals.sink import MemorySink  # noqa: E402
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start  # noqa: E402
 from sandbox.tls import make_tls  # noqa: E402
@@ -162,7 +162,7 @@ RSS_CHILD = """
 import json, sys, warnings
 warnings.filterwarnings("ignore")
 from runner.legrun import LegRunner
-from runner.signals.plugin import SignalsPlugin
+from runner.signals.controller import SignalsPlugin
 from runner.signals.sink import MemorySink
 from synthetics.config import load_config
 

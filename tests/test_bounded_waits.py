@@ -21,7 +21,7 @@ from grey import FreezableProxy, Trickler
 from runner.signals.audit import AuditSink, row_of
 from runner.signals.events import EventSink, SinkError
 from runner.signals.outcome import Outcome
-from runner.signals.standalone import bounded_push
+from runner.signals.pushgateway import bounded_push
 from sandbox.server import SandboxServer
 from synthetics.secret import Secret
 

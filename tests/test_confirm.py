@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from test_laptop import pytest_cli
 
 from runner.legrun import LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import MetricsSink, ProbeMetrics
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 
 from conftest import LEGS, Probe, probe_env, query

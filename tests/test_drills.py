@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from runner.embedded_pg import EmbeddedPostgres
 from runner.legrun import LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import ProbeMetrics
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, start
 from sandbox.tls import make_tls

@@ -19,8 +19,8 @@ import pytest
 from grey import LoopbackServer
 
 from runner.legrun import LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from synthetics import wire
 from synthetics.config import load_config

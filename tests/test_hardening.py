@@ -22,8 +22,8 @@ from grey import LoopbackServer
 from prometheus_client import CollectorRegistry
 
 from runner.legrun import FLUSH_SECONDS, LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import MetricsSink, ProbeMetrics
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxServer
 from synthetics import wire

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runner.signals.outcome import reason_from_skip
+from runner.signals.rules import reason_from_skip
 
 from conftest import query
 
@@ -253,7 +253,7 @@ def test_skip_messages_become_reason_tokens(message: str, expected: tuple[str, s
 
 
 def test_a_leg_module_that_fails_to_import_still_ends_red(pytester: pytest.Pytester) -> None:
-    from runner.signals.plugin import SignalsPlugin
+    from runner.signals.controller import SignalsPlugin
     from runner.signals.sink import MemorySink
     from synthetics.registry import LEGS
 
@@ -278,7 +278,7 @@ def test_a_leg_module_that_fails_to_import_still_ends_red(pytester: pytest.Pytes
 def test_the_reason_vocabulary_is_closed_to_exceptions_that_carry_a_reason_attribute() -> None:
     import ssl
 
-    from runner.signals.plugin import failure_details
+    from runner.signals.rules import failure_details
     from synthetics.failures import LegFailed
 
     unicode_error = UnicodeEncodeError("latin-1", "€", 0, 1, "ordinal not in range(256)")
@@ -300,8 +300,10 @@ class _Report:
 
 
 def test_a_reason_is_capped_in_every_signal() -> None:
-    from runner.signals.outcome import REASON_KEY, assemble
+    from runner.signals.outcome import REASON_KEY
+    from runner.signals.rules import Judging, judge
+    from synthetics.registry import LEGS
 
-    outcome = assemble("billing_state", [_Report("call", "failed", [(REASON_KEY, "http_status:" + "5" * 300)])],
-                       slow_threshold=2.0, run_id="r", environment=None)
+    outcome = judge(LEGS["billing_state"], [_Report("call", "failed", [(REASON_KEY, "http_status:" + "5" * 300)])],
+                    Judging(run_id="r"))
     assert outcome.reason == ("http_status:" + "5" * 300)[:64]

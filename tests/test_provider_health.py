@@ -12,9 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from runner.legrun import LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import MetricsSink, ProbeMetrics
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxSettings, start
 from synthetics.config import ConfigError, load_config

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from runner.legrun import LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxSettings, start
 from synthetics.config import load_config

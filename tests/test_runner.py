@@ -23,10 +23,11 @@ from prometheus_client import CollectorRegistry
 
 from runner.legrun import LegRunner, RunReport
 from runner.loop import Runner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import ProbeMetrics
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from sandbox.server import SandboxServer
+from synthetics.run import RunContext
 
 from conftest import LEGS, REPO, Probe, free_port, probe_env, query
 from receivers import ConnectionCounter
@@ -354,12 +355,12 @@ class ExplodingLegs(LegRunner):
         self.calls = 0
         self.explode_on = explode_on
 
-    def run(self, run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
-            stop: threading.Event | None = None, *, maintenance: bool = False) -> RunReport:
+    def run(self, run: RunContext | str, slot_start: float | None = None, legs: Sequence[str] | None = None,
+            stop: threading.Event | None = None) -> RunReport:
         self.calls += 1
         if self.calls in self.explode_on:
             raise RuntimeError("pytest blew up")
-        return self.inner.run(run_id, slot_start, legs, stop, maintenance=maintenance)
+        return self.inner.run(run, slot_start, legs, stop)
 
 
 def _loop(probe: Probe, sinks: list[object], extra_args: list[str] | None = None, **env: str) -> tuple[Runner, ProbeMetrics]:
@@ -421,10 +422,10 @@ def test_fixed_rate_slots_do_not_drift(probe: Probe) -> None:
     starts: list[float] = []
     inner_run = runner.legs.run
 
-    def timed(run_id: str, slot_start: float | None = None, legs: Sequence[str] | None = None,
-              stop: threading.Event | None = None, *, maintenance: bool = False) -> RunReport:
+    def timed(run: RunContext | str, slot_start: float | None = None, legs: Sequence[str] | None = None,
+              stop: threading.Event | None = None) -> RunReport:
         starts.append(time.time())
-        return inner_run(run_id, slot_start, legs, stop, maintenance=maintenance)
+        return inner_run(run, slot_start, legs, stop)
 
     runner.legs.run = timed  # type: ignore[method-assign]
     runner.config = dataclasses.replace(runner.config, interval_seconds=0.5)

@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from runner.embedded_pg import EmbeddedPostgres
 from runner.legrun import LegRunner, RunReport
 from runner.signals.audit import ACTION, ACTOR, AuditSchemaError, AuditSink, migrate
+from runner.signals.controller import SignalsPlugin
 from runner.signals.events import EventSink, endpoint_for
 from runner.signals.logsink import LogSink
 from runner.signals.metrics import MetricsSink, ProbeMetrics, latency_buckets
 from runner.signals.outcome import Outcome
-from runner.signals.plugin import SignalsPlugin
 from runner.signals.sink import MemorySink
 from runner.signals.wiring import build_sinks, count_sink_error
 from sandbox.server import SandboxSettings, ensure_teams_table, start

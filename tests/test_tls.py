@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from runner.legrun import LegRunner
+from runner.signals.controller import SignalsPlugin
 from runner.signals.metrics import MetricsSink, ProbeMetrics
-from runner.signals.plugin import SignalsPlugin
 from sandbox.server import SandboxServer, SandboxSettings, start
 from sandbox.tls import make_tls
 from synthetics.config import ConfigError, load_config

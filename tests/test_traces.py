@@ -291,3 +291,40 @@ def test_plain_pytest_exports_the_same_spans(receiver: OTLPReceiver, sandbox: Sa
     assert names["payment-probe run"] == 1
     assert {n.removeprefix("payment-probe leg ") for n in names if n.startswith("payment-probe leg ")} == {
         "checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate"}
+
+
+def test_under_xdist_the_workers_export_the_exchanges_and_every_outcome_carries_the_trace(
+        receiver: OTLPReceiver, sandbox: SandboxServer, database_url: str, tmp_path: Path) -> None:
+    """``pytest -n 2``: the legs run in two workers, which make their leg and CLIENT spans under the
+    controller's run span; every outcome the controller decides carries that trace."""
+    env = probe_env(sandbox, database_url, tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
+    env.pop("PAYMENT_PROBE_ENABLED")
+    sandbox.faults.replace(["billing_500"])  # one leg fails: its span and its exchange are errors
+    out = tmp_path / "outcomes.json"
+    proc = pytest_cli("-m", "prod_safe", "-n", "2", f"--probe-json={out}", env=env)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "2 workers" in proc.stdout, "the legs ran under xdist"
+    spans = [s for _, s in receiver.spans]
+    roots = [s for s in spans if s.name == "payment-probe run"]
+    assert len(roots) == 1 and not roots[0].parent_span_id
+    root = roots[0]
+    assert _attrs(root)["test.suite.run.status"] == "failure"
+    legs = {s.name.removeprefix("payment-probe leg "): s for s in spans if s.name.startswith("payment-probe leg ")}
+    prod_safe = {"checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate"}
+    assert set(legs) == prod_safe and len([s for s in spans if s.name.startswith("payment-probe leg ")]) == 5
+    for name, span in legs.items():
+        assert (span.parent_span_id, span.trace_id) == (root.span_id, root.trace_id), name
+        assert _attrs(span)["payment_probe.result"] == ("fail" if name == "billing_state" else "pass")
+    assert _attrs(legs["billing_state"])["payment_probe.reason"] == "http_status:500"
+    assert legs["billing_state"].status.code == Status.STATUS_CODE_ERROR
+    clients = [s for s in spans if s.kind == Span.SpanKind.SPAN_KIND_CLIENT]
+    by_leg = Counter(next(n for n, leg in legs.items() if leg.span_id == c.parent_span_id) for c in clients)
+    assert by_leg == {"checkout_reachable": 1, "billing_state": 1, "invoices_reachable": 1, "webhook_security": 2}
+    assert all(c.trace_id == root.trace_id for c in clients)
+    failing = next(c for c in clients if c.parent_span_id == legs["billing_state"].span_id)
+    assert _attrs(failing)["http.response.status_code"] == 500
+    sent = {r["headers"]["traceparent"].rsplit("-", 1)[0] for r in sandbox.requests if "traceparent" in r["headers"]}
+    assert sent == {f"00-{c.trace_id.hex()}-{c.span_id.hex()}" for c in clients}
+    outcomes = {o["leg"]: o for o in json.loads(out.read_text())}
+    assert set(outcomes) == prod_safe
+    assert {leg: o["trace_id"] for leg, o in outcomes.items()} == dict.fromkeys(prod_safe, root.trace_id.hex())

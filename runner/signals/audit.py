@@ -293,6 +293,9 @@ class AuditSink:
         self.in_outage = False
         self._migrated_after_undefined = False
 
+    def attempt(self, attempt: Outcome) -> None:
+        """Attempts are the metrics' to count; this sink keeps outcomes."""
+
     def record(self, outcome: Outcome) -> None:
         pass
 

@@ -99,6 +99,9 @@ class EventSink:
         # New Relic keeps the system trust store: the billing API's private CA is not for it.
         self._context = ssl.create_default_context() if url.startswith("https://") else None
 
+    def attempt(self, attempt: Outcome) -> None:
+        """Attempts are the metrics' to count; this sink keeps outcomes."""
+
     def record(self, outcome: Outcome) -> None:
         pass
 

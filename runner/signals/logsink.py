@@ -56,6 +56,9 @@ class LogSink:
         self._stream = stream  # None: whatever sys.stderr is at write time
         self._via_logging = via_logging
 
+    def attempt(self, attempt: Outcome) -> None:
+        """Attempts are the metrics' to count; this sink keeps outcomes."""
+
     def record(self, outcome: Outcome) -> None:
         line = outcome_line(outcome)
         if self._via_logging and self._stream is None:

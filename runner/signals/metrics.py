@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # The *_created series would double the exposition; no alert or dashboard reads them.
 disable_created_metrics()
 
-SINK_NAMES = ("metrics", "audit", "events", "log", "json", "traces")
+SINK_NAMES = ("metrics", "audit", "events", "log", "json", "traces", "pushgateway")
 _BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0)
 
 

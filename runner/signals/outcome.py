@@ -1,21 +1,17 @@
-"""One leg's outcome, and the rules that turn its setup/call/teardown reports into it (SPEC section 1).
+"""One leg's outcome (SPEC section 1): what every signal is cut from.
 
-The rules live here, once, as a pure function of the reports: the same leg gets the same
-outcome whether it ran in the cluster, on a laptop or in a CI gate, serially or under xdist.
+``runner.signals.rules`` builds each one, once, from the leg's reports; nothing patches it after.
 """
 
 from __future__ import annotations
 
-import re
-import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from runner.timefmt import utc_iso
 from synthetics.config import DEFAULT_LOCATION
-from synthetics.leg_report import DETAIL_LIMIT, DETAIL_PREFIX, LATENCY_KEY, PHASE_PREFIX
 
 Result = Literal["pass", "degraded", "fail"]
 Severity = Literal["info", "warning", "error", "critical"]
@@ -27,7 +23,6 @@ SEVERITY_KEY = "probe.severity"
 DETAIL_KEY = "probe.detail"
 TRACE_KEY = "probe.trace_id"
 
-_TOKEN = re.compile(r"^[a-z][a-z0-9_]*(:[A-Za-z0-9_.\-]+)?$")
 REASON_LIMIT = 64
 """A reason is a token dashboards group by, never free text: longer is cut (SPEC section 10)."""
 
@@ -77,8 +72,12 @@ class Outcome:
 class PhaseReport(Protocol):
     """The part of pytest's ``TestReport`` the rules read (so tests can feed plain objects)."""
 
-    when: str
-    outcome: str
+    @property
+    def when(self) -> str: ...
+
+    @property
+    def outcome(self) -> str: ...
+
     longrepr: Any
     user_properties: list[tuple[str, Any]]
 
@@ -87,91 +86,3 @@ class PhaseReport(Protocol):
 
     @property
     def skipped(self) -> bool: ...
-
-
-def skip_message(report: PhaseReport) -> str:
-    longrepr = report.longrepr
-    is_skip_tuple = isinstance(longrepr, tuple) and len(longrepr) == 3
-    message = str(longrepr[2]) if is_skip_tuple else str(longrepr or "")
-    return message.removeprefix("Skipped: ").strip()
-
-
-def reason_from_skip(message: str) -> tuple[str, str]:
-    """``"config_missing:X more words"`` → (``config_missing:X``, ``more words``)."""
-    token, _, rest = message.partition(" ")
-    if _TOKEN.match(token):
-        return token, rest.strip()
-    return "skipped", message
-
-
-def _properties(reports: Sequence[PhaseReport]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for report in reports:
-        for key, value in report.user_properties:
-            merged[key] = value
-    return merged
-
-
-def assemble(
-    leg: str,
-    reports: Sequence[PhaseReport],
-    *,
-    slow_threshold: float,
-    run_id: str,
-    environment: str | None,
-    now: float | None = None,
-) -> Outcome:
-    """Fail beats degraded beats pass; the first failing phase names the reason."""
-    props = _properties(reports)
-    latency_raw = props.get(LATENCY_KEY)
-    latency = float(latency_raw) if isinstance(latency_raw, int | float) else None
-    metadata: dict[str, Scalar] = {
-        key.removeprefix(DETAIL_PREFIX): value
-        for key, value in props.items()
-        if key.startswith(DETAIL_PREFIX) and isinstance(value, str | int | float | bool)
-    }
-    phases = {
-        key.removeprefix(PHASE_PREFIX): float(value)
-        for key, value in props.items()
-        if key.startswith(PHASE_PREFIX) and isinstance(value, int | float)
-    }
-    failed = [r for r in reports if r.failed]
-    skipped = [r for r in reports if r.skipped]
-    result: Result
-    severity: Severity
-    if failed:
-        first = dict(failed[0].user_properties)
-        result, reason = "fail", str(first.get(REASON_KEY, "probe_error:unknown"))
-        severity = "critical" if first.get(SEVERITY_KEY) == "critical" else "error"
-        detail = str(first.get(DETAIL_KEY, ""))
-        metadata["phase"] = failed[0].when
-        if len(failed) > 1:
-            later = dict(failed[1].user_properties).get(REASON_KEY, "probe_error:unknown")
-            metadata["also"] = f"{failed[1].when}:{later}"
-    elif skipped:
-        result, severity = "degraded", "warning"
-        stamped = dict(skipped[0].user_properties)
-        if REASON_KEY in stamped:
-            reason, detail = str(stamped[REASON_KEY]), str(stamped.get(DETAIL_KEY, ""))
-        else:
-            reason, detail = reason_from_skip(skip_message(skipped[0]))
-        metadata["phase"] = skipped[0].when
-    elif latency is not None and latency > slow_threshold:
-        result, severity, reason = "degraded", "warning", "slow"
-        detail = f"{latency:.3f}s over the {slow_threshold:g}s budget"
-    else:
-        result, severity, reason, detail = "pass", "info", "ok", ""
-    return Outcome(
-        leg=leg,
-        result=result,
-        severity=severity,
-        reason=reason[:REASON_LIMIT],
-        latency_seconds=None if latency is None else round(latency, 6),
-        run_id=run_id,
-        timestamp=time.time() if now is None else now,
-        environment=environment,
-        detail=detail[:DETAIL_LIMIT],
-        metadata=metadata,
-        phases=phases,
-        trace_id=str(props[TRACE_KEY]) if props.get(TRACE_KEY) else None,
-    )

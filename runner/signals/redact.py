@@ -1,14 +1,15 @@
-"""Scrub secret values out of everything a sink is about to emit."""
+"""Scrub secret values out of everything a sink is about to emit, and out of pytest's reports."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
-from runner.signals.outcome import Outcome
+import pytest
+
+from synthetics.plugin import CONFIG_KEY
 from synthetics.providers import PROVIDERS
 
 MASK = "[REDACTED]"
@@ -56,10 +57,13 @@ class Redactor:
     def mapping(self, data: Mapping[str, Any]) -> dict[str, Any]:
         return {key: self.value(v) for key, v in data.items()}
 
-    def outcome(self, outcome: Outcome) -> Outcome:
-        return replace(
-            outcome,
-            reason=self.text(outcome.reason),
-            detail=self.text(outcome.detail),
-            metadata=self.mapping(outcome.metadata),
-        )
+
+REDACTOR_KEY = pytest.StashKey[Redactor]()
+
+
+def redactor_of(config: pytest.Config) -> Redactor:
+    """One per session (every process): the secret values of this session's configuration."""
+    if REDACTOR_KEY not in config.stash:
+        probe_config = config.stash.get(CONFIG_KEY, None)
+        config.stash[REDACTOR_KEY] = Redactor(probe_config.secrets() if probe_config else ())
+    return config.stash[REDACTOR_KEY]

@@ -1,8 +1,9 @@
 """The contract every signal sink keeps, and the in-memory double unit tests use.
 
 A sink takes outcomes and delivers them; it knows nothing of pytest. ``record`` is called
-once per outcome as it is decided, ``flush`` once per run with all of them (for sinks that
-batch: the audit table and the event API).
+once per outcome as it is decided, ``attempt`` once per attempt (a confirmed leg's retried
+attempts, then its outcome: the metrics count them, SPEC 15), ``flush`` once per run with all
+the outcomes (for sinks that batch: the audit table, the event API, the Pushgateway).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class OutcomeSink(Protocol):
 
     def record(self, outcome: Outcome) -> None: ...
 
+    def attempt(self, attempt: Outcome) -> None: ...
+
     def flush(self, outcomes: Sequence[Outcome]) -> None: ...
 
 
@@ -28,6 +31,7 @@ class MemorySink:
     def __init__(self, name: str = "memory", fail_with: BaseException | None = None) -> None:
         self.name = name
         self.recorded: list[Outcome] = []
+        self.attempts: list[Outcome] = []
         self.flushed: list[list[Outcome]] = []
         self.fail_with = fail_with
 
@@ -35,6 +39,9 @@ class MemorySink:
         if self.fail_with is not None:
             raise self.fail_with
         self.recorded.append(outcome)
+
+    def attempt(self, attempt: Outcome) -> None:
+        self.attempts.append(attempt)
 
     def flush(self, outcomes: Sequence[Outcome]) -> None:
         if self.fail_with is not None:

@@ -98,6 +98,7 @@ class Traces:
         self._tracer = provider.get_tracer("payment-probe")
         self._on_error = on_error
         self._run: Any = None
+        self._parent: Any = None  # the run's context: this process's run span, or a worker's joined one
         self._leg: Any = None
 
     @classmethod
@@ -151,8 +152,31 @@ class Traces:
         if environment:
             attributes["deployment.environment.name"] = environment
         self._run = self._tracer.start_span("payment-probe run", attributes=attributes)
+        self._parent = self._trace.set_span_in_context(self._run)
+
+    @property
+    def running(self) -> bool:
+        """A run span is open in this process."""
+        return self._run is not None
+
+    def run_traceparent(self) -> str | None:
+        """The open run span as a W3C ``traceparent``: what an xdist worker joins its leg spans to."""
+        if self._parent is None:
+            return None
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=self._parent)
+        return carrier.get("traceparent")
+
+    def join_run(self, traceparent: str) -> None:
+        """In an xdist worker: the leg spans it starts are children of the controller's run span."""
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self._parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
 
     def end_run(self, failed: bool) -> None:
+        self._parent = None
         if self._run is None:
             return
         from opentelemetry.trace import Status, StatusCode
@@ -166,8 +190,7 @@ class Traces:
     # ---- a leg attempt ---------------------------------------------------------------------------
     def start_leg(self, leg: str, attempt: int) -> str:
         """Start the leg's span (a child of the run's); returns its trace id, 32 hex."""
-        parent = self._trace.set_span_in_context(self._run) if self._run is not None else None
-        self._leg = self._tracer.start_span(f"payment-probe leg {leg}", context=parent, attributes={
+        self._leg = self._tracer.start_span(f"payment-probe leg {leg}", context=self._parent, attributes={
             "test.case.name": leg, "payment_probe.attempt": attempt})
         return format(self._leg.get_span_context().trace_id, "032x")
 
