@@ -335,7 +335,7 @@ def bench_parser(sandbox: SandboxServer, database_url: str, workdir: Path, reps:
 
 def bench_status(sandbox: SandboxServer, database_url: str, workdir: Path, reps: int) -> dict[str, Any]:
     """The status page at 90 days of every leg every 5 minutes (181,440 rows for 7 legs), snapshot + render."""
-    from runner.signals.audit import migrate
+    from runner.audit_store import migrate
     from runner.status import StatusSource
     from runner.status_page import render as render_page
     from synthetics.registry import LEGS

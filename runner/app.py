@@ -111,9 +111,9 @@ class App:
         return 200, as_json(self.status.get()), "application/json"
 
     def _migrate(self) -> None:
+        from runner.audit_store import AuditSchemaError
         from runner.leadership import SlotsTableError
         from runner.schema import prepare
-        from runner.signals.audit import AuditSchemaError
         from synthetics import db
 
         assert self.config.database_url

@@ -169,9 +169,9 @@ def _dispatch(args: argparse.Namespace, config: ProbeConfig) -> int:
 def cmd_migrate(config: ProbeConfig) -> int:
     if not config.database_url:
         return _die("PAYMENT_PROBE_DATABASE_URL: expected a postgresql:// URL (it is not set)")
+    from runner.audit_store import AuditSchemaError
     from runner.leadership import SlotsTableError
     from runner.schema import prepare
-    from runner.signals.audit import AuditSchemaError
     from synthetics import db
 
     try:

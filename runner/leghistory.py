@@ -76,7 +76,7 @@ class LegHistory:
 def _query(table: str) -> Any:
     from psycopg import sql
 
-    from runner.signals.audit import table_identifier
+    from runner.audit_store import table_identifier
 
     # One index walk per leg (the (leg, environment, created_at) index), whatever the table's size.
     return sql.SQL("""

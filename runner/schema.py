@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from runner import maintenance
+from runner.audit_store import migrate
 from runner.leadership import ensure_slots_table
-from runner.signals.audit import migrate
 from synthetics import db
 from synthetics.secret import Secret
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runner.signals.audit import hourly_table, regclass, table_identifier
+from runner.audit_store import hourly_table, regclass, table_identifier
 from runner.signals.outcome import Outcome
 from runner.timefmt import utc_iso
 from synthetics import db

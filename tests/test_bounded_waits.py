@@ -289,7 +289,7 @@ def test_a_poison_row_goes_to_the_dead_letter_file_and_the_rest_land(database_ur
     spool.write_text("".join(json.dumps(r) + "\n" for r in (good1, poison, good2)))
     errors: list[str] = []
     sink = AuditSink(Secret(database_url), "audit_log", spool, on_error=errors.append)
-    from runner.signals.audit import migrate
+    from runner.audit_store import migrate
 
     migrate(Secret(database_url), "audit_log")
     new = Outcome(leg="billing_state", result="pass", severity="info", reason="d_new", latency_seconds=0.1,
@@ -375,7 +375,7 @@ def _scrape(port: int) -> str:
 
 def test_dead_letter_rows_past_the_bound_are_counted_and_logged_as_a_count(
         database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from runner.signals.audit import migrate
+    from runner.audit_store import migrate
 
     migrate(Secret(database_url), "audit_log")
     dropped: list[int] = []

@@ -364,9 +364,14 @@ def test_every_variable_is_referenced_and_secrets_stay_in_the_secret() -> None:
 
 
 def test_readme_documents_every_variable_and_command() -> None:
+    """The README's variable table is the settings table's, row for row (``python -m synthetics.settings``)."""
+    from synthetics.settings import check_fields, markdown_table
+
     readme = (REPO / "README.md").read_text()
-    for variable in VARIABLES:
-        assert f"`{variable}`" in readme, variable
+    table = "\n".join(markdown_table())
+    assert "\n" + table + "\n" in readme, "README's variable table: paste `python -m synthetics.settings`"
+    assert len(markdown_table()) == len(VARIABLES) + 2
+    assert check_fields() == []
     for command in ("make demo", "make test", "make bench", "payment-probe run --once --json",
                     "payment-probe sandbox", "payment-probe migrate", "payment-probe sweep"):
         assert command in readme, command

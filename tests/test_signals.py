@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from runner.audit_store import AuditSchemaError, migrate
 from runner.embedded_pg import EmbeddedPostgres
 from runner.legrun import LegRunner, RunReport
-from runner.signals.audit import ACTION, ACTOR, AuditSchemaError, AuditSink, migrate
+from runner.signals.audit import ACTION, ACTOR, AuditSink
 from runner.signals.controller import SignalsPlugin
 from runner.signals.events import EventSink, endpoint_for
 from runner.signals.logsink import LogSink

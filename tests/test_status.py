@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 
-from runner.signals.audit import migrate
+from runner.audit_store import migrate
 from runner.signals.outcome import Outcome
 from runner.status import StatusSource
 from runner.status_page import render
