@@ -4,7 +4,6 @@ Prometheus configs, which name the rule file relative to themselves and send to 
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -13,21 +12,14 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from test_ops import _rules_in_seconds
 
 from conftest import REPO, free_port, probe_env, query
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
+from support.tools import rules_in_seconds, tool
 
 DOCKER = REPO / "docker"
 ALERTMANAGER = DOCKER / "alertmanager" / "alertmanager.yml"
 RECEIVER = {"page": "billing-oncall-pager", "critical": "billing-oncall-pager", "ticket": "billing-oncall-chat"}
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed (Debian's prometheus-alertmanager / prometheus; .ci/run installs them)")
-    return found
 
 
 def _alerts() -> list[dict[str, object]]:
@@ -144,7 +136,7 @@ def test_a_critical_fault_reaches_the_pager_through_alertmanager_and_resolves(
     receiver = Receiver()
     runner_port, prom_port, am_port = free_port(), free_port(), free_port()
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(_drill_alertmanager_config(receiver)))
-    (tmp_path / "alerts.yml").write_text(_rules_in_seconds())
+    (tmp_path / "alerts.yml").write_text(rules_in_seconds())
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
         "rule_files": ["alerts.yml"],

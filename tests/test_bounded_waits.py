@@ -16,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
-from grey import FreezableProxy, Trickler
 
 from runner.signals.audit import AuditSink, row_of
 from runner.signals.events import EventSink, SinkError
@@ -26,8 +25,9 @@ from sandbox.server import SandboxServer
 from synthetics.secret import Secret
 
 from conftest import LEGS, Probe, probe_env, query
+from grey import FreezableProxy, Trickler
 from receivers import EventCollector
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import requests
 import yaml
-from test_ops import RULES, tool
 
 from sandbox.server import SandboxServer
 
 from conftest import free_port, probe_env, query
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
+from support.tools import RULES, tool
 
 SELECTED = ("checkout_reachable", "billing_state")
 

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from test_laptop import pytest_cli
 
 from runner.legrun import LegRunner
 from runner.signals.controller import SignalsPlugin
@@ -19,7 +18,7 @@ from runner.signals.metrics import MetricsSink, ProbeMetrics
 from runner.signals.sink import MemorySink
 
 from conftest import LEGS, Probe, probe_env, query
-from test_runner import wait_for
+from support.processes import pytest_cli, wait_for
 
 
 def _run(probe: Probe, legs: str, deadline_in: float = 600.0, **extra: str) -> tuple[dict, ProbeMetrics, float]:  # type: ignore[type-arg]

@@ -23,7 +23,7 @@ from sandbox.server import SandboxServer, SandboxSettings, ensure_teams_table, s
 from sandbox.tls import make_tls
 
 from conftest import LEGS, PLAN_ID, WEBHOOK_SECRET, Probe, free_port, probe_env, query
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
 
 BAD_ANSWERS = [
     # (fault, extra env, reason)

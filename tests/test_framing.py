@@ -16,7 +16,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from grey import LoopbackServer
 
 from runner.legrun import LegRunner
 from runner.signals.controller import SignalsPlugin
@@ -24,6 +23,8 @@ from runner.signals.outcome import Outcome
 from runner.signals.sink import MemorySink
 from synthetics import wire
 from synthetics.config import load_config
+
+from grey import LoopbackServer
 
 HTTP_TIMEOUT = 2.0
 

@@ -15,7 +15,7 @@ import pytest
 from sandbox.server import SandboxServer
 
 from conftest import ca_of, provider_env
-from test_runner import base_env
+from support.processes import base_env
 
 PROD_SAFE = {"checkout_reachable", "billing_state", "invoices_reachable", "webhook_security", "tls_certificate",
              "provider_webhook_health"}

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from grey import LoopbackServer
 from prometheus_client import CollectorRegistry
 
 from runner.legrun import FLUSH_SECONDS, LegRunner
@@ -29,7 +28,8 @@ from sandbox.server import SandboxServer
 from synthetics import wire
 
 from conftest import LEGS, REPO, Probe, free_port, probe_env, query
-from test_runner import Spawned, base_env, cli, wait_for
+from grey import LoopbackServer
+from support.processes import Spawned, base_env, cli, wait_for
 
 # A runner process as `payment-probe run` builds it, without the first run's scrape grace (up to a
 # minute), so a drill does not wait for it; everything else (signals, leadership, sinks) is the CLI's.
@@ -110,9 +110,9 @@ def test_the_replay_latency_is_the_legs_wall_time_not_the_retrys(probe: Probe) -
 def test_upgrade_cancel_and_retry_name_one_subscription(probe: Probe, provider: str) -> None:
     """The sandbox keys a cancellation on the subscription, as a real API does: a fresh sub_ per event
     was cancel_not_applied every run (a false page) and no longer tested resurrection."""
-    from test_providers import PATHS, _speak
+    from support.providers import PATHS, speak
 
-    outcomes = probe.run(legs="webhook_replay", **_speak(probe, provider))
+    outcomes = probe.run(legs="webhook_replay", **speak(probe, provider))
     assert (outcomes["webhook_replay"].result, outcomes["webhook_replay"].reason) == ("pass", "ok")
     path = PATHS[provider]
     bodies = [json.loads(r["body"]) for r in probe.sandbox.requests if r["path"] == path]

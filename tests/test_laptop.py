@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,16 +10,11 @@ import pytest
 
 from sandbox.server import SandboxServer
 
-from conftest import PLAN_ID, REPO, WEBHOOK_SECRET, ca_of, provider_env, query
-from test_runner import base_env
+from conftest import PLAN_ID, WEBHOOK_SECRET, ca_of, provider_env, query
+from support.processes import pytest_cli
 
 PROD_SAFE = ["test_checkout_reachable", "test_billing_state", "test_invoices_reachable", "test_webhook_security",
              "test_tls_certificate", "test_provider_webhook_health"]
-
-
-def pytest_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                          env={**base_env(), **env}, capture_output=True, text=True, timeout=180, cwd=REPO)
 
 
 def _junit(path: Path) -> dict[str, str]:

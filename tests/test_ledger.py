@@ -24,7 +24,7 @@ from synthetics.config import ProbeConfig
 from synthetics.leg_report import LATENCY_KEY
 
 from conftest import Probe
-from test_runner import wait_for
+from support.processes import wait_for
 
 
 class Report:

@@ -13,7 +13,7 @@ from sandbox.server import SandboxServer
 from synthetics.config import ConfigError, load_config
 
 from conftest import LEGS, free_port, probe_env, query
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
 
 
 def test_a_location_is_a_short_name() -> None:

@@ -11,7 +11,7 @@ from sandbox.server import SandboxServer
 
 from conftest import probe_env, query
 from receivers import EventCollector
-from test_runner import cli
+from support.processes import cli
 
 
 @pytest.fixture

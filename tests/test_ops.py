@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -28,20 +27,10 @@ from synthetics.config import SECRET_VARIABLES, VARIABLES
 from synthetics.secret import Secret
 
 from conftest import LEGS, REPO, free_port, probe_env, query
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
+from support.tools import RULES, rules_in_seconds, tool
 
 DOCKER = REPO / "docker"
-RULES = DOCKER / "prometheus" / "alerts.yml"
-
-
-def tool(name: str) -> str:
-    """The Debian binary; absent only on a developer machine (CI installs it, and fails without)."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI (Debian package prometheus)")
-        pytest.skip(f"{name} not installed: apt-get install prometheus")
-    return path
 
 
 def exposition() -> str:
@@ -482,14 +471,6 @@ def test_the_central_prometheus_config_for_several_locations_is_valid() -> None:
     assert "SUCCESS: 17 rules found" in proc.stdout
 
 
-def _rules_in_seconds() -> str:
-    """The shipped rules, whose windows follow the intervals the runners export (1 s in these drills,
-    SPEC 18): only the one-minute hold before a silence pages is made a second."""
-    rules = RULES.read_text()
-    assert rules.count("for: 1m") == 2
-    return rules.replace("for: 1m", "for: 1s")
-
-
 def test_three_locations_page_only_when_two_agree_and_a_silent_location_is_a_ticket(
     sandbox: SandboxServer, database_url: str, tmp_path: Path
 ) -> None:
@@ -505,7 +486,7 @@ def test_three_locations_page_only_when_two_agree_and_a_silent_location_is_a_tic
                                    faults=["billing_500"]))
     ports = {loc: free_port() for loc in ("eu", "us", "ap")}
     prom_port = free_port()
-    (tmp_path / "alerts.yml").write_text(_rules_in_seconds())
+    (tmp_path / "alerts.yml").write_text(rules_in_seconds())
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "500ms", "evaluation_interval": "500ms"},
         "rule_files": [str(tmp_path / "alerts.yml")],

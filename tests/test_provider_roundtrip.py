@@ -19,7 +19,7 @@ from sandbox.server import SandboxSettings, start
 from synthetics.config import load_config
 
 from conftest import PLAN_ID, WEBHOOK_SECRET, Probe, probe_env, provider_env, query
-from test_runner import cli, wait_for
+from support.processes import cli, wait_for
 
 LEG = "provider_roundtrip"
 

@@ -8,23 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_laptop import pytest_cli
 
 from conftest import LEGS, Probe, probe_env, query
-from test_runner import cli
-
-SECRETS = {"razorpay": "whsec_tests_5f1e0c", "stripe": "whsec_tests_stripe_9a8b7c",
-           "standard": "whsec_dGVzdHMgc3RhbmRhcmQgc2VjcmV0IDVmMWUwYw=="}
-PATHS = {"razorpay": "/razorpay/webhook", "stripe": "/stripe/webhook", "standard": "/webhooks"}
-PROVIDERS = list(SECRETS)
-
-
-def _speak(probe: Probe, provider: str) -> dict[str, str]:
-    """Switch the sandbox to ``provider`` and return the prober's matching settings."""
-    settings = probe.sandbox.settings
-    settings.provider, settings.webhook_path, settings.webhook_secret = provider, PATHS[provider], SECRETS[provider]
-    return {"PAYMENT_PROBE_PROVIDER": provider, "PAYMENT_PROBE_WEBHOOK_SECRET": SECRETS[provider],
-            "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS": "1"}
+from support.processes import cli, pytest_cli
+from support.providers import PATHS, PROVIDERS, speak
 
 
 def _cohort(probe: Probe) -> list[tuple[object, ...]]:
@@ -33,7 +20,7 @@ def _cohort(probe: Probe) -> list[tuple[object, ...]]:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_every_leg_passes_against_a_healthy_api(probe: Probe, provider: str) -> None:
-    outcomes = probe.run(**_speak(probe, provider))
+    outcomes = probe.run(**speak(probe, provider))
     assert {leg: (o.result, o.reason) for leg, o in outcomes.items()} == dict.fromkeys(LEGS, ("pass", "ok"))
     assert outcomes["webhook_replay"].metadata["tier_after_replay"] == "hobby"
     assert _cohort(probe) == []
@@ -60,7 +47,7 @@ FAULTS = [
 @pytest.mark.parametrize(("fault", "leg", "result", "severity", "reason"), FAULTS, ids=[f[0] for f in FAULTS])
 def test_each_fault_fails_exactly_its_leg(probe: Probe, provider: str, fault: str, leg: str, result: str,
                                           severity: str, reason: str) -> None:
-    outcomes = probe.run(fault, legs="webhook_security or webhook_replay", **_speak(probe, provider))
+    outcomes = probe.run(fault, legs="webhook_security or webhook_replay", **speak(probe, provider))
     assert (outcomes[leg].result, outcomes[leg].severity, outcomes[leg].reason) == (result, severity, reason)
     other = "webhook_security" if leg == "webhook_replay" else "webhook_replay"
     if fault not in ("webhook_500", "upgrade_flip_then_500", "upgrade_no_flip"):
@@ -70,7 +57,7 @@ def test_each_fault_fails_exactly_its_leg(probe: Probe, provider: str, fault: st
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_replay_window_left_open_is_critical_where_time_is_signed(probe: Probe, provider: str) -> None:
-    outcome = probe.run("webhook_accept_stale", legs="webhook_security", **_speak(probe, provider))["webhook_security"]
+    outcome = probe.run("webhook_accept_stale", legs="webhook_security", **speak(probe, provider))["webhook_security"]
     if provider == "razorpay":  # no signed time: nothing stale to send
         assert (outcome.result, outcome.reason) == ("pass", "ok")
         return
@@ -85,7 +72,7 @@ def test_the_replay_leg_degrades_without_its_configuration(probe: Probe) -> None
 
 @pytest.mark.parametrize("provider", ["stripe", "standard"])
 def test_the_runner_and_plain_pytest_speak_the_provider(probe: Probe, provider: str, tmp_path: Path) -> None:
-    extra = _speak(probe, provider)
+    extra = speak(probe, provider)
     env = probe_env(probe.sandbox, probe.database_url, tmp_path, **extra)
     env.pop("RAZORPAY_TEST_WEBHOOK_SECRET")
     once = cli("run", "--once", "--json", env=env, timeout=180)

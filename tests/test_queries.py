@@ -14,10 +14,10 @@ from pathlib import Path
 
 import requests
 import yaml
-from test_alertmanager import tool
 
 from conftest import REPO, free_port, probe_env
-from test_runner import spawn, wait_for
+from support.processes import spawn, wait_for
+from support.tools import tool
 
 PLACEHOLDERS = {"<location>": "local", "<leg>": "billing_state", "<the probers' scrape job>": "payment-probe"}
 DASHBOARD_VARIABLES = {"$environment": ".*", "$location": ".*", "${datasource}": ""}

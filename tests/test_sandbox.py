@@ -15,7 +15,7 @@ import requests
 from sandbox.server import SandboxServer
 
 from conftest import PLAN_ID, WEBHOOK_SECRET, ca_of, free_port, query
-from test_runner import cli, spawn, wait_for
+from support.processes import cli, spawn, wait_for
 
 
 def event(team: str, plan: str = PLAN_ID, created: float | None = None) -> bytes:

@@ -16,13 +16,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from test_laptop import pytest_cli
 
 from sandbox.server import SandboxServer
 from sandbox.tls import make_tls
 
 from conftest import PLAN_ID, query
-from test_runner import cli
+from support.processes import cli, pytest_cli
 
 CANARY = "LEAKCANARY"
 TOKEN = f"tok_{CANARY}_api_4411"

@@ -21,12 +21,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
-from grey import FreezableProxy
 
 from sandbox.server import SandboxServer
 
 from conftest import LEGS, free_port, probe_env, query
-from test_runner import Spawned, cli, spawn, wait_for
+from grey import FreezableProxy
+from support.processes import Spawned, cli, spawn, wait_for
 
 
 def _through(proxy: FreezableProxy, url: str) -> str:

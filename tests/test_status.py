@@ -25,7 +25,7 @@ from synthetics.secret import Secret
 
 from conftest import LEGS as CORE_LEGS
 from conftest import free_port, probe_env, query
-from test_runner import spawn, wait_for
+from support.processes import spawn, wait_for
 
 INCIDENT_AGO = 2  # days: billing_state fails 4 runs in a row, 503
 GAP_DAYS = (40, 41, 42)  # days ago with no data at all (the prober was down)

@@ -21,13 +21,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from test_laptop import pytest_cli
 
 from sandbox.server import SandboxServer
 
 from conftest import LEGS, REPO, probe_env, query
 from receivers import EventCollector
-from test_runner import cli
+from support.processes import cli, pytest_cli
 
 HTTP_LEGS = ("checkout_reachable", "billing_state", "invoices_reachable", "webhook_security",
              "upgrade_webhook_e2e", "webhook_replay")
@@ -236,7 +235,7 @@ def test_a_collector_that_refuses_hangs_or_trickles_costs_a_run_nothing(
 def test_sigterm_exits_within_its_bound_with_a_collector_that_hangs(
         sandbox: SandboxServer, database_url: str, tmp_path: Path) -> None:
     from conftest import free_port
-    from test_runner import spawn, wait_for
+    from support.processes import spawn, wait_for
 
     collector = OTLPReceiver("hang")
     port = free_port()

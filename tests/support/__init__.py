@@ -1,0 +1,1 @@
+"""Helpers the test modules share (processes, tools), so no test module imports another."""
