@@ -30,9 +30,6 @@ def _die(message: str) -> int:
     return EXIT_CONFIG
 
 
-SANDBOX_SECRET = "whsec_c2FuZGJveCB0ZXN0IHNlY3JldA=="  # base64 after whsec_: valid for every scheme
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="payment-probe",
@@ -54,31 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the legs once as a CI gate: exit 1 on a failed (or, by default, degraded) leg; "
                    "'payment-probe gate --help' for its options")
 
-    sb = sub.add_parser("sandbox", help="serve the reference billing API with switchable faults",
-                        description="Serve SPEC's billing API contract over HTTP, backed by Postgres "
-                        "(embedded when no --database-url / PAYMENT_PROBE_DATABASE_URL).")
-    sb.add_argument("--host", default="127.0.0.1")
-    sb.add_argument("--port", type=int, default=8080)
-    sb.add_argument("--database-url", default=None)
-    sb.add_argument("--fault", action="append", default=[], metavar="NAME",
-                    help="start with this fault on (repeatable); change later with POST /_sandbox/faults")
-    sb.add_argument("--provider", choices=list(PROVIDERS), default=None,
-                    help="the webhook scheme it verifies (default PAYMENT_PROBE_PROVIDER, else razorpay); "
-                    "the webhook path follows: /razorpay/webhook, /stripe/webhook, /webhooks")
-    sb.add_argument("--webhook-secret", default=None,
-                    help="default PAYMENT_PROBE_WEBHOOK_SECRET or RAZORPAY_TEST_WEBHOOK_SECRET, else "
-                    f"{SANDBOX_SECRET}")
-    sb.add_argument("--plan-id", default=None,
-                    help="TEST plan id that upgrades; default PAYMENT_PROBE_TEST_PLAN_ID_PRO, else plan_test_pro")
-    sb.add_argument("--api-token", default=None, help="demand this bearer token on the billing endpoints")
-    sb.add_argument("--provider-webhook-url", default=None, metavar="URL",
-                    help="the webhook URL the sandbox, as the payment provider, has registered (default: its own)")
-    sb.add_argument("--tls", action="store_true",
-                    help="serve HTTPS with a certificate from a CA generated at start (its PEM path is printed)")
-    sb.add_argument("--cert-days", type=float, default=90.0,
-                    help="with --tls: the leaf certificate's lifetime in days (default 90; negative: expired)")
-    sb.add_argument("--ca-out", default=None, metavar="PATH",
-                    help="with --tls: write the CA's PEM here (default: a fresh temporary file)")
+    sub.add_parser("sandbox", add_help=False,
+                   help="serve the reference billing API with switchable faults "
+                   "('payment-probe sandbox --help' for its options; needs the [sandbox] extra)")
 
     sub.add_parser("migrate", help="create the audit table (PAYMENT_PROBE_AUDIT_TABLE) if missing",
                    description="Create the audit table if missing and check an existing one's columns.")
@@ -122,7 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from runner.gate import run_gate
 
         return run_gate(arguments[1:])
-    args = build_parser().parse_args(arguments)
+    from runner.extras import MissingExtra, require
+
+    if arguments[:1] == ["sandbox"]:  # the sandbox's own options (sandbox.command), --help before any setting
+        try:
+            require("sandbox", "payment-probe sandbox")
+        except MissingExtra as exc:
+            return _die(str(exc))
+        from sandbox.command import parse
+
+        args = parse(arguments[1:])
+        args.command = "sandbox"
+    else:
+        args = build_parser().parse_args(arguments)
     from runner.logging_setup import configure_logging, redact_logs
 
     configure_logging()
@@ -131,8 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _die(str(exc))
     redact_logs(config.secrets())
-    from runner.extras import MissingExtra
-
     try:
         return _dispatch(args, config)
     except MissingExtra as exc:
@@ -240,15 +225,9 @@ def cmd_sweep(config: ProbeConfig) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
-    import signal
-    import threading
-
-    from runner.extras import require
-
-    require("sandbox", "payment-probe sandbox")
-
-    from sandbox.faults import UnknownFault
-    from sandbox.server import SandboxSettings, start
+    """The sandbox's own command (sandbox.command), with what only the prober knows: the probe's
+    settings as defaults, and its embedded Postgres when no database is given."""
+    from sandbox.command import CannotServe, ProbeDefaults, serve
 
     embedded = None
     database_url = args.database_url or reveal(config.database_url)
@@ -257,49 +236,12 @@ def cmd_sandbox(args: argparse.Namespace, config: ProbeConfig) -> int:
 
         embedded = EmbeddedPostgres()
         database_url = embedded.start()
-    tls = None
-    if args.tls:
-        import tempfile
-        from pathlib import Path
-
-        from sandbox.tls import make_tls
-
-        ca_out = Path(args.ca_out) if args.ca_out else Path(tempfile.mkdtemp(prefix="payment-probe-ca-")) / "ca.pem"
-        tls = make_tls(ca_out, cert_days=args.cert_days)
     try:
-        settings = SandboxSettings(
-            database_url=database_url,
-            webhook_secret=args.webhook_secret or reveal(config.webhook_secret) or SANDBOX_SECRET,
-            provider=args.provider or config.provider,
-            plan_id_pro=args.plan_id or config.test_plan_id_pro or "plan_test_pro",
-            api_token=args.api_token, faults=args.fault, tls=tls, provider_webhook_url=args.provider_webhook_url,
-        )
-        try:
-            server = start(settings, args.host, args.port)
-        except UnknownFault as exc:
-            return _die(str(exc))
-        except OSError as exc:
-            return _die(f"--port: cannot listen on {args.host}:{args.port} ({exc.strerror})")
-        print(f"sandbox billing API on {server.url} (faults: {', '.join(args.fault) or 'none'})",
-              file=sys.stderr, flush=True)
-        if tls is not None:
-            print(f"sandbox CA certificate: {tls.ca_path} (set PAYMENT_PROBE_CA_BUNDLE to it)",
-                  file=sys.stderr, flush=True)
-        if settings.provider in ("stripe", "razorpay"):
-            # Sandbox keys, not secrets: they open nothing but this process's provider API.
-            where = "/v1/" if settings.provider == "stripe" else f"/v2/accounts/{settings.razorpay_account_id}/"
-            print(f"sandbox {settings.provider} API on {server.url}{where} "
-                  f"(PAYMENT_PROBE_PROVIDER_API_URL={server.url}); read-only key: {settings.provider_api_key}"
-                  + (f"; TEST key: {settings.provider_test_key}" if settings.provider_test_key else "")
-                  + (f"; account: {settings.razorpay_account_id}" if settings.provider == "razorpay" else ""),
-                  file=sys.stderr, flush=True)
-        done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        signal.signal(signal.SIGINT, lambda *_: done.set())
-        while not done.wait(1.0):
-            pass
-        server.stop()
-        return EXIT_OK
+        return serve(args, ProbeDefaults(database_url=database_url, provider=config.provider,
+                                         webhook_secret=reveal(config.webhook_secret),
+                                         plan_id=config.test_plan_id_pro))
+    except CannotServe as exc:
+        return _die(str(exc))
     finally:
         if embedded is not None:
             embedded.destroy()
