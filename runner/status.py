@@ -11,13 +11,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
 
 from runner.audit_store import hourly_table, regclass, table_identifier
 from runner.signals.outcome import Outcome
 from runner.timefmt import utc_iso
 from synthetics import db
+from synthetics.config import DEFAULT_LOCATION
 from synthetics.registry import LEGS
 from synthetics.secret import Secret
 
@@ -64,11 +66,11 @@ CROSS JOIN LATERAL (SELECT result, severity, reason, created_at, metadata->>'det
         "by_location": sql.SQL("""
 SELECT l.leg, p.location, x.result, x.reason, x.created_at
 FROM unnest(%(legs)s::text[]) AS l(leg)
-CROSS JOIN LATERAL (SELECT DISTINCT coalesce(location, 'local') AS location FROM {t} d
+CROSS JOIN LATERAL (SELECT DISTINCT coalesce(location, %(default_location)s) AS location FROM {t} d
                     WHERE d.leg = l.leg AND d.created_at > now() - interval '1 day'
                       AND coalesce(d.environment, '') = coalesce(%(env)s, '')) p
 CROSS JOIN LATERAL (SELECT result, reason, created_at FROM {t} r
-                    WHERE r.leg = l.leg AND coalesce(r.location, 'local') = p.location
+                    WHERE r.leg = l.leg AND coalesce(r.location, %(default_location)s) = p.location
                       AND coalesce(r.environment, '') = coalesce(%(env)s, '')
                     ORDER BY created_at DESC LIMIT 1) x
 ORDER BY 2, 1""").format(t=t),
@@ -122,45 +124,70 @@ ORDER BY s.started DESC""").format(t=t),
     }
 
 
-class StatusSource:
-    """Answers ``snapshot()``; one short, guarded connection per call, never a held session."""
+PERIODS = ("24h", "7d", "30d")
 
-    def __init__(self, database_url: Secret | None, table: str, intervals: float | Mapping[str, float],
-                 recent: Callable[[], Sequence[Outcome]] = lambda: (), environment: str | None = None,
-                 window: Callable[[], Any] = lambda: None) -> None:
-        """``intervals``: each leg the deployment runs and its interval (SPEC 18; a number: every leg at it).
-        A leg left out (PAYMENT_PROBE_LEGS) is not on the page."""
+
+@dataclass(frozen=True)
+class LegStatus:
+    """One leg's row on the page, as a store read it; ``as_json`` adds what depends on now and the
+    leg's own interval (its age, stale). Unknown facts stay None (a leg that never ran, no history)."""
+
+    leg: str
+    result: str | None = None
+    severity: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    last_run_at: datetime | None = None
+    since: datetime | None = None  # since when its result has been the same
+    uptime: Mapping[str, float | None] = field(default_factory=lambda: dict.fromkeys(PERIODS))
+    data_seconds: float | None = None  # how much history the uptime figures stand on
+    latency_ms: Mapping[str, float | None] = field(default_factory=lambda: {"p50": None, "p95": None})
+    days: Sequence[Mapping[str, Any]] = ()
+
+    def as_json(self, now: datetime, interval: float) -> dict[str, Any]:
+        age = None if self.last_run_at is None else round(max(0.0, (now - self.last_run_at).total_seconds()), 1)
+        return {
+            "leg": self.leg, "result": self.result, "severity": self.severity, "reason": self.reason,
+            "detail": self.detail, "last_run_at": _iso(self.last_run_at), "since": _iso(self.since),
+            "uptime": dict(self.uptime), "data_seconds": self.data_seconds, "latency_ms": dict(self.latency_ms),
+            "days": list(self.days), "interval_seconds": interval, "age_seconds": age,
+            "stale": age is not None and age > 3 * interval,  # against its own interval (SPEC 18)
+        }
+
+
+@dataclass(frozen=True)
+class History:
+    """What a store knows: each leg's status, incidents, maintenance windows, each location's latest."""
+
+    legs: Sequence[LegStatus]
+    incidents: Sequence[Mapping[str, Any]] = ()
+    windows: Sequence[Mapping[str, Any]] = ()
+    locations: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    available: bool = True  # the audit table's history (False: the runner's memory)
+    note: str | None = None
+
+
+class StatusStore(Protocol):
+    def read(self, legs: Sequence[str], now: datetime) -> History: ...
+
+
+class AuditHistory:
+    """The audit table's answer: the same on every replica, surviving restarts. One short, guarded
+    connection per read, never a held session."""
+
+    def __init__(self, database_url: Secret, table: str, environment: str | None) -> None:
         self.database_url = database_url
         self.table = table
-        self.intervals = dict(intervals) if isinstance(intervals, Mapping) else dict.fromkeys(LEGS, float(intervals))
-        self.legs = [leg for leg in LEGS if leg in self.intervals]
-        self.interval_seconds = min(self.intervals.values())  # the shortest: how often something runs
-        self.recent = recent
         self.environment = environment
-        # The window the runner holds open (it ends by itself at its end): the banner's source
-        # while the database cannot be read, so the page, the gauge and the outcomes agree.
-        self.window = window
 
-    def snapshot(self, now: datetime | None = None) -> dict[str, Any]:
-        now = now or datetime.now(UTC)
-        if self.database_url is not None:
-            try:
-                return self._from_database(now)
-            except Exception as exc:
-                return self.from_memory(now, f"history unavailable: the database is unreachable "
-                                              f"({type(exc).__name__})")
-        return self.from_memory(now, "history unavailable: no database is configured, or the prober is disabled")
-
-    # ---- from the audit table --------------------------------------------------------------
-    def _from_database(self, now: datetime) -> dict[str, Any]:
+    def read(self, legs: Sequence[str], now: datetime) -> History:
         from runner import maintenance
 
-        assert self.database_url is not None
         queries = _sql(self.table)
         # Only this prober's environment: a laptop's rows in the same table never show, nor count. It is
         # matched as coalesce(environment, '') so that the (leg, environment, created_at) index serves.
-        params = {"legs": self.legs, "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS,
-                  "env": self.environment}
+        params = {"legs": list(legs), "days": DAYS, "incident_days": INCIDENT_DAYS, "max_incidents": MAX_INCIDENTS,
+                  "env": self.environment, "default_location": DEFAULT_LOCATION}
         with db.session(self.database_url, application_name="payment-probe-status") as conn:
             conn.execute("SET TIME ZONE 'UTC'")
             # leg -> (result, severity, reason, created_at, detail, first row's created_at, since)
@@ -179,71 +206,81 @@ class StatusSource:
                 located.setdefault(location, []).append(
                     {"leg": leg, "result": result, "reason": reason, "last_run_at": _iso(at)})
             windows = maintenance.open_and_upcoming(conn)
-        latest = max((_utc(row[3]) for row in current.values()), default=None)
         today = now.astimezone(UTC).date()
-        legs = []
-        for leg in self.legs:
-            cur = current.get(leg)
-            up = uptime.get(leg)
-            legs.append({
-                "leg": leg,
-                "result": cur[0] if cur else None,
-                "severity": cur[1] if cur else None,
-                "reason": cur[2] if cur else None,
-                "detail": cur[4] if cur else None,
-                "last_run_at": _iso(cur[3]) if cur else None,
-                "since": _iso(cur[6]) if cur else None,
-                "uptime": {
-                    "24h": _ratio(up[1], up[0]) if up else None,
-                    "7d": _ratio(up[3], up[2]) if up else None,
-                    "30d": _ratio(up[5], up[4]) if up else None,
-                },
-                # How much history the uptime figures stand on: a period longer than this says so.
-                "data_seconds": _data_seconds(now, cur[5]) if cur else None,
-                "latency_ms": {"p50": _round(latency[leg][0]) if leg in latency else None,
-                               "p95": _round(latency[leg][1]) if leg in latency else None},
-                "days": [_day(today - timedelta(days=DAYS - 1 - i), days.get(leg, {})) for i in range(DAYS)]
-                if rolled_up else [],
-            })
-        return self._shape(now, latest, legs, [
+        statuses = []
+        for leg in legs:
+            cur, up, lat = current.get(leg), uptime.get(leg), latency.get(leg)
+            if cur is None:
+                statuses.append(LegStatus(leg, days=_days(today, {}) if rolled_up else ()))
+                continue
+            statuses.append(LegStatus(
+                leg, result=cur[0], severity=cur[1], reason=cur[2], detail=cur[4], last_run_at=_utc(cur[3]),
+                since=_utc(cur[6]) if cur[6] is not None else None,
+                uptime=_uptime(up),
+                data_seconds=_data_seconds(now, cur[5]),
+                latency_ms={"p50": _round(lat[0]), "p95": _round(lat[1])} if lat else {"p50": None, "p95": None},
+                days=_days(today, days.get(leg, {})) if rolled_up else ()))
+        return History(statuses, [
             {"leg": leg, "started_at": _iso(started), "ended_at": _iso(ended), "ongoing": ended is None,
              "runs": int(runs), "reason": reason, "trace_id": trace_id}
             for leg, started, ended, runs, reason, trace_id in incidents
-        ], [w.as_json() | {"open": w.starts_at <= now} for w in windows], history=True, note=None,
-            locations=located)
+        ], [w.as_json() | {"open": w.starts_at <= now} for w in windows], located)
 
-    # ---- from the runner's memory ------------------------------------------------------------
-    def from_memory(self, now: datetime, note: str) -> dict[str, Any]:
-        by_leg: dict[str, Outcome] = {}
-        for outcome in self.recent():
-            by_leg[outcome.leg] = outcome
-        latest = max((datetime.fromtimestamp(o.timestamp, UTC) for o in by_leg.values()), default=None)
-        legs: list[dict[str, Any]] = []
-        for leg in self.legs:
+
+class RecentOutcomes:
+    """The runner's memory of its latest run: the page while the database cannot be read, with the
+    window the runner holds open, so the page, the gauge and the outcomes agree."""
+
+    def __init__(self, recent: Callable[[], Sequence[Outcome]], window: Callable[[], Any]) -> None:
+        self.recent = recent
+        self.window = window
+
+    def read(self, legs: Sequence[str], now: datetime, note: str | None = None) -> History:
+        by_leg = {outcome.leg: outcome for outcome in self.recent()}
+        statuses = []
+        for leg in legs:
             o = by_leg.get(leg)
-            legs.append({
-                "leg": leg, "result": o.result if o else None, "severity": o.severity if o else None,
-                "reason": o.reason if o else None, "detail": o.detail if o else None, "data_seconds": None,
-                "last_run_at": _iso(datetime.fromtimestamp(o.timestamp, UTC)) if o else None, "since": None,
-                "uptime": {"24h": None, "7d": None, "30d": None}, "latency_ms": {"p50": None, "p95": None},
-                "days": [],
-            })
+            statuses.append(LegStatus(leg) if o is None else LegStatus(
+                leg, result=o.result, severity=o.severity, reason=o.reason, detail=o.detail,
+                last_run_at=datetime.fromtimestamp(o.timestamp, UTC)))
         window = self.window()
-        windows = [] if window is None else [window.as_json() | {"open": True}]
-        return self._shape(now, latest, legs, [], windows, history=False, note=note)
+        return History(statuses, windows=[] if window is None else [window.as_json() | {"open": True}],
+                       available=False, note=note)
 
-    def _shape(self, now: datetime, latest: datetime | None, legs: list[dict[str, Any]],
-               incidents: list[dict[str, Any]], windows: list[dict[str, Any]], *, history: bool,
-               note: str | None, locations: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+
+class StatusSource:
+    """Answers ``snapshot()`` from the audit table, or from the runner's memory when it cannot."""
+
+    def __init__(self, database_url: Secret | None, table: str, intervals: float | Mapping[str, float],
+                 recent: Callable[[], Sequence[Outcome]] = lambda: (), environment: str | None = None,
+                 window: Callable[[], Any] = lambda: None) -> None:
+        """``intervals``: each leg the deployment runs and its interval (SPEC 18; a number: every leg at it).
+        A leg left out (PAYMENT_PROBE_LEGS) is not on the page."""
+        self.store: StatusStore | None = None if database_url is None else AuditHistory(
+            database_url, table, environment)
+        self.memory = RecentOutcomes(recent, window)
+        self.intervals = dict(intervals) if isinstance(intervals, Mapping) else dict.fromkeys(LEGS, float(intervals))
+        self.legs = [leg for leg in LEGS if leg in self.intervals]
+        self.interval_seconds = min(self.intervals.values())  # the shortest: how often something runs
+        self.environment = environment
+
+    def snapshot(self, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC)
+        if self.store is not None:
+            try:
+                return self._shape(now, self.store.read(self.legs, now))
+            except Exception as exc:
+                return self.from_memory(now, f"history unavailable: the database is unreachable "
+                                              f"({type(exc).__name__})")
+        return self.from_memory(now, "history unavailable: no database is configured, or the prober is disabled")
+
+    def from_memory(self, now: datetime, note: str) -> dict[str, Any]:
+        return self._shape(now, self.memory.read(self.legs, now, note))
+
+    def _shape(self, now: datetime, history: History) -> dict[str, Any]:
+        latest = max((leg.last_run_at for leg in history.legs if leg.last_run_at is not None), default=None)
         age = None if latest is None else max(0.0, (now - latest).total_seconds())
         stale_after = 3 * self.interval_seconds
-        for leg in legs:  # each leg's latest run, against its own interval (SPEC 18)
-            interval = self.intervals[leg["leg"]]
-            leg["interval_seconds"] = interval
-            at = leg.get("last_run_at")
-            leg["age_seconds"] = None if at is None else round(
-                max(0.0, (now - datetime.fromisoformat(at)).total_seconds()), 1)
-            leg["stale"] = leg["age_seconds"] is not None and leg["age_seconds"] > 3 * interval
         return {
             "generated_at": _iso(now),
             "environment": self.environment,
@@ -252,12 +289,12 @@ class StatusSource:
             "latest_run_age_seconds": None if age is None else round(age, 1),
             "stale": age is None or age > stale_after,
             "stale_after_seconds": stale_after,
-            "history_available": history,
-            "note": note,
-            "legs": legs,
-            "incidents": incidents,
-            "maintenance": windows,
-            "locations": locations or {},  # location -> each leg's latest result there
+            "history_available": history.available,
+            "note": history.note,
+            "legs": [leg.as_json(now, self.intervals[leg.leg]) for leg in history.legs],
+            "incidents": [dict(i) for i in history.incidents],
+            "maintenance": [dict(w) for w in history.windows],
+            "locations": {k: [dict(r) for r in v] for k, v in history.locations.items()},  # location -> latest there
         }
 
 
@@ -268,12 +305,23 @@ def _data_seconds(now: datetime, first_at: datetime | None) -> float | None:
     return max(0.0, (now - _utc(first_at)).total_seconds())
 
 
+def _uptime(row: Sequence[int] | None) -> dict[str, float | None]:
+    """(runs, up) per period, from the roll-up's row: 24 h, 7 d, 30 d."""
+    if not row:
+        return dict.fromkeys(PERIODS)
+    return {period: _ratio(row[2 * i + 1], row[2 * i]) for i, period in enumerate(PERIODS)}
+
+
 def _ratio(up: int, total: int) -> float | None:
     return None if not total else round(100.0 * up / total, 3)
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 3)
+
+
+def _days(today: date, by_day: dict[Any, tuple[int, int]]) -> list[dict[str, Any]]:
+    return [_day(today - timedelta(days=DAYS - 1 - i), by_day) for i in range(DAYS)]
 
 
 def _day(day: Any, by_day: dict[Any, tuple[int, int]]) -> dict[str, Any]:
