@@ -33,7 +33,7 @@ from runner.legrun import LegRunner  # noqa: E402
 from runner.signals.controller import SignalsPlugin  # noqa: E402
 from runner.signals.metrics import ProbeMetrics  # noqa: E402
 from sandbox.server import SandboxServer, SandboxSettings, start  # noqa: E402
-from synthetics.config import load_config  # noqa: E402
+from synthetics.config import load_config, parse_trace_export  # noqa: E402
 from synthetics.providers.razorpay import RAZORPAY  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -193,8 +193,8 @@ def bench_traces(sandbox: SandboxServer, database_url: str, workdir: Path, reps:
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     config = load_config(probe_env(sandbox, database_url, workdir / "spool-traces"))
     devnull = open(os.devnull, "w")  # noqa: SIM115
-    traces = Traces.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
-                              "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    traces = Traces.from_config(parse_trace_export(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}))
     runners = {"off": LegRunner(config, SignalsPlugin(build_sinks(config, ProbeMetrics(CollectorRegistry()),
                                                                   log_stream=devnull)), quiet=True),
                "on": LegRunner(config, SignalsPlugin(build_sinks(config, ProbeMetrics(CollectorRegistry()),

@@ -55,7 +55,8 @@ class App:
         from runner.signals.traces import Traces
 
         # None unless an OTLP endpoint is set: then the SDK is never imported (SPEC 16).
-        self.traces = Traces.from_env(on_error=lambda sink: self.metrics.sink_errors.labels(sink=sink).inc())
+        self.traces = Traces.from_config(config.trace_export,
+                                         on_error=lambda sink: self.metrics.sink_errors.labels(sink=sink).inc())
         plugin = SignalsPlugin(
             build_sinks(config, self.metrics, log_stream=log_stream),
             traces=self.traces,

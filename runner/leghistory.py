@@ -23,6 +23,7 @@ from typing import Any
 from runner.signals.metrics import ProbeMetrics
 from runner.signals.outcome import Outcome
 from synthetics import db
+from synthetics.config import DEFAULT_LOCATION
 from synthetics.secret import Secret
 
 RUNS_KEPT = 3  # "2 of the last 3 runs" (confirmation off), "its latest run" (on)
@@ -86,7 +87,7 @@ CROSS JOIN LATERAL (SELECT result, severity, coalesce(metadata->>'maintenance', 
                            created_at
                     FROM {t} r
                     WHERE r.leg = l.leg AND coalesce(r.environment, '') = coalesce(%(env)s, '')
-                      AND coalesce(r.location, 'local') = %(location)s
+                      AND coalesce(r.location, %(default_location)s) = %(location)s
                     ORDER BY r.created_at DESC LIMIT %(kept)s) x
 """).format(t=table_identifier(table))
 
@@ -94,7 +95,8 @@ CROSS JOIN LATERAL (SELECT result, severity, coalesce(metadata->>'maintenance', 
 def read_latest_runs(database_url: Secret, table: str, legs: Sequence[str], location: str,
                      environment: str | None) -> dict[str, list[LegRun]]:
     """The location's latest runs of each leg (one guarded connection). Raises on any database error."""
-    params = {"legs": list(legs), "env": environment, "location": location, "kept": RUNS_KEPT}
+    params = {"legs": list(legs), "env": environment, "location": location, "kept": RUNS_KEPT,
+              "default_location": DEFAULT_LOCATION}
     latest: dict[str, list[LegRun]] = {}
     with db.session(database_url, budget=db.STATEMENT_GUARD_SECONDS, application_name="payment-probe-history") as conn:
         for leg, result, severity, maintenance, at in conn.execute(_query(table), params).fetchall():

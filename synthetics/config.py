@@ -348,6 +348,7 @@ class ProbeConfig:
     roundtrip_wait_seconds: float = 60.0  # PAYMENT_PROBE_ROUNDTRIP_WAIT_SECONDS
     otel_headers: Secret | None = None  # OTEL_EXPORTER_OTLP_(TRACES_)HEADERS: vendor API keys, redacted
     otel_endpoint: Secret | None = None  # the OTLP endpoint checked at start; a vendor may put a key in its query
+    trace_export: TraceExport | None = None  # where spans go; None: tracing off (no endpoint, or OTEL_SDK_DISABLED)
 
     def interval_of(self, leg: str) -> float:
         """The leg's interval: its override, else PAYMENT_PROBE_INTERVAL_SECONDS, else its default."""
@@ -507,6 +508,46 @@ def check_cadence(config: ProbeConfig) -> None:
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
+@dataclass(frozen=True)
+class TraceExport:
+    """Where and how spans leave (SPEC 16), read with every other setting at start, so the tracer reads
+    no environment of its own and a worker under ``-n`` exports exactly what its controller does."""
+
+    variable: str  # the variable that named the endpoint (the [traces] extra's message names it)
+    endpoint: Secret  # the traces URL itself: OTEL_EXPORTER_OTLP_ENDPOINT gets /v1/traces appended
+    headers: Secret | None  # OTEL_EXPORTER_OTLP_TRACES_HEADERS, else OTEL_EXPORTER_OTLP_HEADERS
+    timeout_seconds: float  # the export's deadline: the OTLP timeout variables, never over 5 s
+    service_name: str  # OTEL_SERVICE_NAME, default payment-probe
+
+
+TRACE_EXPORT_SECONDS = 5.0  # SPEC 16: an export timeout of at most 5 s
+_TRUE = {"true", "1", "yes", "on"}
+
+
+def parse_trace_export(env: Mapping[str, str]) -> TraceExport | None:
+    """Tracing is on when an OTLP endpoint is set and the SDK is not disabled (the OTel rules)."""
+    endpoint = parse_otlp_endpoint(env)
+    if endpoint is None or (env.get("OTEL_SDK_DISABLED") or "").strip().lower() in _TRUE:
+        return None
+    variable = next(name for name in OTLP_ENDPOINT_VARIABLES if (env.get(name) or "").strip())
+    if variable == "OTEL_EXPORTER_OTLP_ENDPOINT":
+        endpoint = endpoint.rstrip("/") + "/v1/traces"
+    timeout = TRACE_EXPORT_SECONDS
+    # The specification gives these in milliseconds; older SDKs read seconds: a value over 100 is taken
+    # as milliseconds. Either way the export never waits more than 5 s; a value that is no number is
+    # passed over, as the SDK would.
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        try:
+            given = float(env[name])
+        except (KeyError, ValueError):
+            continue
+        timeout = min(timeout, given / (1000.0 if given > 100 else 1.0))
+        break
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or None
+    return TraceExport(variable=variable, endpoint=Secret(endpoint), headers=_secret(headers), timeout_seconds=timeout,
+                       service_name=env.get("OTEL_SERVICE_NAME") or "payment-probe")
+
+
 def parse_otlp_endpoint(env: Mapping[str, str]) -> str | None:
     """The OTLP endpoint variables, checked like a URL at start (SPEC 3, 16): ``http``/``https`` and a
     host, else exit 2 naming the variable. A scheme-less value would otherwise reach the SDK, whose
@@ -657,6 +698,7 @@ def load_config(
                                             zero_ok=True),
         replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
         otel_endpoint=_secret(parse_otlp_endpoint(raw_env)),
+        trace_export=parse_trace_export(raw_env),
         otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
                                                     raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),
     )

@@ -334,6 +334,36 @@ def test_an_otlp_endpoints_query_values_are_secrets() -> None:
     assert "CANARYq1" in config.secrets() and "Ab" in config.secrets()
 
 
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, None),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"},
+     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/v1/traces", None, 5.0)),
+    # The traces variable wins, and is the URL itself; so do its headers; a timeout over 100 is milliseconds.
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4318/t",
+      "OTEL_EXPORTER_OTLP_HEADERS": "k=general", "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "k=traces",
+      "OTEL_EXPORTER_OTLP_TIMEOUT": "2500", "OTEL_SERVICE_NAME": "probe-eu"},
+     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:4318/t", "k=traces", 2.5)),
+    # Seconds (older SDKs), never over 5 s; the traces timeout before the general one; no number: passed over.
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "3",
+      "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}, ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318/v1/traces", None, 3.0)),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "soon",
+      "OTEL_EXPORTER_OTLP_TIMEOUT": "60"}, ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318/v1/traces", None, 5.0)),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_SDK_DISABLED": " TRUE "}, None),
+])
+def test_the_trace_export_is_read_once_at_start(env: dict[str, str], expected: tuple[Any, ...] | None) -> None:
+    """Issue 28: traces.py read the OTEL_* variables again from os.environ, unchecked; now the
+    settings carry them, and the tracer (controller or worker) is built from the settings alone."""
+    export = load_config(env).trace_export
+    if expected is None:
+        assert export is None
+        return
+    assert export is not None
+    variable, endpoint, headers, timeout = expected
+    assert (export.variable, export.endpoint.reveal(), export.headers.reveal() if export.headers else None,
+            export.timeout_seconds) == (variable, endpoint, headers, timeout)
+    assert export.service_name == env.get("OTEL_SERVICE_NAME", "payment-probe")
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
 def test_an_unreadable_secret_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "secret"

@@ -413,11 +413,13 @@ class Redirecting(LoopbackServer):
 
 def test_an_otlp_redirect_counts_as_a_failed_export() -> None:
     from runner.signals.traces import Traces
+    from synthetics.config import parse_trace_export
 
     collector = Redirecting()
     errors: list[str] = []
     try:
-        traces = Traces.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}, on_error=errors.append)
+        traces = Traces.from_config(parse_trace_export({"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}),
+                                    on_error=errors.append)
         assert traces is not None
         traces.start_run("r1", "local", None)
         traces.start_leg("billing_state", attempt=1)

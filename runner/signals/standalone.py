@@ -33,7 +33,8 @@ def build_session_plugin(config: pytest.Config) -> SignalsPlugin:
     from runner.signals.traces import Traces
 
     try:
-        traces = Traces.from_env(on_error=lambda sink: metrics.sink_errors.labels(sink=sink).inc())
+        traces = Traces.from_config(probe_config.trace_export,
+                                    on_error=lambda sink: metrics.sink_errors.labels(sink=sink).inc())
     except MissingExtra as exc:
         raise pytest.UsageError(str(exc)) from None
     if traces is not None:  # a CI gate's run appears in the team's tracing backend too

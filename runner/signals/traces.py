@@ -1,9 +1,11 @@
 """OpenTelemetry traces of every run, leg attempt and HTTP exchange (SPEC section 16).
 
 Made only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set
-and ``OTEL_SDK_DISABLED`` is not ``true``; otherwise ``from_env`` returns ``None`` before the SDK
-is imported, and a run pays nothing. The official SDK and OTLP/HTTP exporter do the work, so every
-standard ``OTEL_*`` variable means what it means elsewhere; two things are ours:
+and ``OTEL_SDK_DISABLED`` is not ``true`` (``ProbeConfig.trace_export``, read at start); otherwise
+``from_config`` returns ``None`` before the SDK is imported, and a run pays nothing. The official
+SDK and OTLP/HTTP exporter do the work, so every standard ``OTEL_*`` variable means what it means
+elsewhere (the endpoint, headers, timeout and service name are read with the other settings, so a
+bad endpoint is exit 2 at start); two things are ours:
 
 - export is off the run's path (``BatchSpanProcessor``, bounded queue) and every export POST goes
   through ``synthetics.wire`` under one 5 s deadline (``WireSession``): the exporter's requests
@@ -15,28 +17,20 @@ standard ``OTEL_*`` variable means what it means elsewhere; two things are ours:
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from synthetics import wire
+from synthetics.config import TraceExport
 from synthetics.secret import without_userinfo
 
 log = logging.getLogger("payment_probe.traces")
 
-EXPORT_SECONDS = 5.0  # SPEC: an export timeout of at most 5 s
 QUEUE_SPANS = 2048  # the batch processor's bound: past it spans are dropped, never the run slowed
 SHUTDOWN_SECONDS = 5.0  # how long a process's exit waits for the last batch
 TRACESTATE = "payment-probe=synthetic"
-_TRUE = {"true", "1", "yes", "on"}
-
-
-def wanted(env: Mapping[str, str]) -> bool:
-    """Tracing is on when an OTLP endpoint is set and the SDK is not disabled (the OTel rules)."""
-    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    return bool(endpoint and endpoint.strip()) and env.get("OTEL_SDK_DISABLED", "").strip().lower() not in _TRUE
 
 
 def _session(budget: float) -> Any:
@@ -102,47 +96,32 @@ class Traces:
         self._leg: Any = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, on_error: Callable[[str], None] = lambda _s: None,
-                 ) -> Traces | None:
-        env = os.environ if env is None else env
-        if not wanted(env):
+    def from_config(cls, export: TraceExport | None, on_error: Callable[[str], None] = lambda _s: None,
+                    ) -> Traces | None:
+        """The tracer for ``ProbeConfig.trace_export`` (read and checked at start with every other
+        setting); ``None``, before the SDK is imported, when tracing is off."""
+        if export is None:
             return None
         from runner.extras import require
-        from synthetics.config import OTLP_ENDPOINT_VARIABLES
 
-        which = next(name for name in OTLP_ENDPOINT_VARIABLES if (env.get(name) or "").strip())
-        require("traces", f"{which} (traces)")
+        require("traces", f"{export.variable} (traces)")
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.util.re import parse_env_headers
 
         from synthetics import __version__
 
-        timeout = EXPORT_SECONDS
-        # The specification gives these in milliseconds; older SDKs read seconds: a value over 100
-        # is taken as milliseconds. Either way the export never waits more than 5 s.
-        for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
-            try:
-                timeout = min(timeout, float(env[name]) / (1000.0 if float(env[name]) > 100 else 1.0))
-                break
-            except (KeyError, ValueError):
-                continue
-        # Attributes given here win over OTEL_RESOURCE_ATTRIBUTES, so the service name is read from ``env``.
-        resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "payment-probe",
-                                    "service.version": __version__})
+        # Attributes given here win over OTEL_RESOURCE_ATTRIBUTES, so the service name is given here.
+        resource = Resource.create({"service.name": export.service_name, "service.version": __version__})
         provider = TracerProvider(resource=resource)
-        from opentelemetry.util.re import parse_env_headers
-
-        # Read from ``env`` (the process environment in the runner), as the SDK would read it.
-        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
-            env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces")
-        headers = parse_env_headers(env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-                                    or env.get("OTEL_EXPORTER_OTLP_HEADERS") or "", liberal=True)
-        exporter = _counted(OTLPSpanExporter(endpoint=endpoint.strip(), headers=headers, timeout=timeout,
-                                             session=_session(timeout)), on_error)
+        headers = parse_env_headers(export.headers.reveal() if export.headers else "", liberal=True)
+        exporter = _counted(OTLPSpanExporter(endpoint=export.endpoint.reveal(), headers=headers,
+                                             timeout=export.timeout_seconds,
+                                             session=_session(export.timeout_seconds)), on_error)
         provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=QUEUE_SPANS,
-                                                       export_timeout_millis=int(timeout * 1000)))
+                                                       export_timeout_millis=int(export.timeout_seconds * 1000)))
         return cls(provider, on_error)
 
     # ---- a run ---------------------------------------------------------------------------------

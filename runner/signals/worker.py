@@ -31,13 +31,14 @@ class WorkerTracing:
     @classmethod
     def install(cls, config: pytest.Config, traceparent: str) -> None:
         """Register on a worker whose controller traces this run (and the worker's environment agrees)."""
-        traces = Traces.from_env()
+        probe_config = config.stash.get(CONFIG_KEY, ProbeConfig())
+        traces = Traces.from_config(probe_config.trace_export)
         if traces is None:
             return
         traces.join_run(traceparent)
         config.add_cleanup(traces.shutdown)  # the worker's last spans leave before it exits
         run = config.stash[RUN_KEY]
-        judging = Judging(run_id=run.run_id, config=config.stash.get(CONFIG_KEY, ProbeConfig()),
+        judging = Judging(run_id=run.run_id, config=probe_config,
                           redactor=redactor_of(config))
         config.pluginmanager.register(cls(traces, run, Ledger(judging)), "payment_probe_worker_tracing")
 
