@@ -136,7 +136,7 @@ class LegRunner:
                                         lambda leg: start + config.interval_of(leg), stop,
                                         tail_seconds=FLUSH_SECONDS, took=self.took,
                                         budget_seconds=lambda leg: slow_threshold(LEGS[leg], config)))
-        with stdout_redirected(self.quiet), db.one_detection():
+        with stdout_redirected(self.quiet), db.one_detection(run.outage):
             code = pytest.main(self.args(run.run_id), plugins=plugins)
         return RunReport(
             run_id=run.run_id,

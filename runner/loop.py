@@ -72,6 +72,7 @@ class Runner:
         )
         self.stop_requested = threading.Event()
         self.last_heartbeat = time.monotonic()
+        self.last_outage: db.Outage | None = None  # the latest slot's (database_out_since_last_run)
         self.runs_done = 0
         self.maintenance_open = False
         self.maintenance_window: Any = None  # the window last read (runner.maintenance.Window)
@@ -138,8 +139,9 @@ class Runner:
 
     def tick(self, slot_start: float) -> RunReport | None:
         """One slot: claim it (when clustered), sweep orphans, run the legs. Never raises."""
+        outage = db.Outage()  # this slot's: a frozen database is detected once per run, not once per step
         try:
-            with db.one_detection():  # a frozen database is detected once per run, not once per step
+            with db.one_detection(outage):
                 leadership = self.leadership
                 if leadership is not None and not (leadership.is_leader() and leadership.claim(slot_start)):
                     self.follow()  # another replica runs this tick: export what it recorded
@@ -150,14 +152,20 @@ class Runner:
             log.exception("run crashed outside the legs (%s); the loop goes on", type(exc).__name__)
             return None
         finally:
+            self.last_outage = outage
             self.last_heartbeat = time.monotonic()
+
+    def database_out_since_last_run(self) -> bool:
+        """Between runs, after a run that found the database out: no wait on it (the loop's clock must
+        not stall); the next run tries it again. Inside a run, its own outage decides."""
+        return db.current_outage() is None and self.last_outage is not None and self.last_outage.out
 
     def follow(self) -> None:
         """Read this location's latest runs of each leg from the audit table into the exported view
         (runner.leghistory): every replica's gauges say what the location's leader recorded. Bounded
         (one guarded statement); while the database is out the view stays as it was."""
         history = self.metrics.history
-        if not self.config.database_url or history is None or db.OUTAGE.out_since_last_run:
+        if not self.config.database_url or history is None or self.database_out_since_last_run():
             return
         from runner.leghistory import read_latest_runs
 
@@ -179,9 +187,7 @@ class Runner:
         from runner import maintenance
 
         try:
-            if db.OUTAGE.out_since_last_run:
-                # Between runs, after a run that found the database out: no wait on it here (the
-                # loop's clock must not stall); the next run tries it again.
+            if self.database_out_since_last_run():
                 raise db.DatabaseOut("the last run found the database out")
             reading = maintenance.open_now(self.config.database_url)
         except Exception:
@@ -214,7 +220,8 @@ class Runner:
         legs = self.config.legs if slot_start is None else self.config.due_legs(slot_start)
         # A confirmation retry must end inside its leg's interval, counted from the slot (or now, once).
         start = time.time() if slot_start is None else slot_start
-        run = RunContext(new_run_id(slot_start), maintenance=maintenance)  # this slot's: handed to its session
+        # This slot's, handed to its session; the outage is the slot's (tick), or fresh for run --once.
+        run = RunContext(new_run_id(slot_start), maintenance=maintenance, outage=db.current_outage() or db.Outage())
         report = self.legs.run(run, start, legs, self.stop_requested)
         self.runs_done += 1
         # A run's cyclic garbage (pytest's session, config, reports) is freed at once, so RSS stays

@@ -12,6 +12,7 @@ connection error, and the caller treats it exactly like a database that is down.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import socket
 import threading
 from collections.abc import Iterator
@@ -41,51 +42,60 @@ class Outage:
 
     A frozen database costs each step its full bound (connect 5 s, a guarded statement 15 s);
     a run has five such steps (leadership, maintenance, sweep, mint, audit), so without this a
-    run during a freeze took a minute and the HTTP legs ran twice in 90 s. The runner opens a
-    scope per run (``one_detection``); the next run tries the database again.
+    run during a freeze took a minute and the HTTP legs ran twice in 90 s. Each run has its own
+    (``RunContext.outage``), made current for the run's steps by ``one_detection``; the next run's
+    is fresh, so it tries the database again. Outside a run every call is its own detection.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.tripped = False
-        self.scoped = False
 
     def trip(self) -> None:
         with self._lock:
-            if self.scoped:  # outside a run every call is its own detection
-                self.tripped = True
+            self.tripped = True
 
     @property
     def out(self) -> bool:
-        """Inside a run that already found the database out."""
-        return self.scoped and self.tripped
-
-    @property
-    def out_since_last_run(self) -> bool:
-        """Between runs, after a run that found the database out: the next run tries it again."""
-        return self.tripped and not self.scoped
-
-    def reset(self) -> None:
-        with self._lock:
-            self.tripped = False
+        """This run already found the database out."""
+        return self.tripped
 
 
-OUTAGE = Outage()
+# The running run's outage: set by one_detection for the thread running the run (a context variable,
+# so a status page's thread or an HTTP handler, outside any run, is never held to a run's finding).
+_CURRENT: contextvars.ContextVar[Outage | None] = contextvars.ContextVar("payment_probe_outage", default=None)
+
+
+def current_outage() -> Outage | None:
+    """The outage of the run this code runs in, if any."""
+    return _CURRENT.get()
 
 
 @contextlib.contextmanager
-def one_detection() -> Iterator[None]:
-    """A run's scope: the database is tried afresh at its start and found out at most once in it.
+def one_detection(outage: Outage | None = None) -> Iterator[Outage]:
+    """A run's scope: the database is found out at most once in it (``outage``, fresh if not given).
     A nested scope (the legs' pytest session inside the runner's slot) belongs to the outer one."""
-    if OUTAGE.scoped:
-        yield
+    running = _CURRENT.get()
+    if running is not None:
+        yield running
         return
-    OUTAGE.reset()
-    OUTAGE.scoped = True
+    chosen = outage if outage is not None else Outage()
+    token = _CURRENT.set(chosen)
     try:
-        yield
+        yield chosen
     finally:
-        OUTAGE.scoped = False
+        _CURRENT.reset(token)
+
+
+def _found_out() -> bool:
+    outage = _CURRENT.get()
+    return outage is not None and outage.out
+
+
+def _trip(outage: Outage | None = None) -> None:
+    outage = outage if outage is not None else _CURRENT.get()
+    if outage is not None:  # outside a run every call is its own detection
+        outage.trip()
 
 
 def is_connection_failure(exc: BaseException) -> bool:
@@ -102,7 +112,7 @@ def is_connection_failure(exc: BaseException) -> bool:
 
 def connect(database_url: Secret, *, autocommit: bool = True, application_name: str = "payment-probe") -> Any:
     """A connection whose connect, statements and silent-peer detection are all bounded."""
-    if OUTAGE.out:
+    if _found_out():
         raise DatabaseOut("the database was found out earlier in this run")
     import psycopg  # optional dependency: imported only where the database is used
 
@@ -118,12 +128,12 @@ def connect(database_url: Secret, *, autocommit: bool = True, application_name: 
         )
     except Exception as exc:
         if is_connection_failure(exc):
-            OUTAGE.trip()
+            _trip()
         raise
 
 
-def _shut(fileno: int) -> None:
-    OUTAGE.trip()  # the unit of work outlived its bound: the database is out for this run
+def _shut(fileno: int, outage: Outage | None) -> None:
+    _trip(outage)  # the unit of work outlived its bound: the database is out for this run
     with contextlib.suppress(OSError):
         sock = socket.socket(fileno=fileno)
         try:
@@ -140,16 +150,16 @@ def guard(conn: Any, seconds: float = GUARD_SECONDS) -> Iterator[None]:
     except Exception:
         yield  # already closed: whatever runs will raise at once
         return
-    if OUTAGE.out:
+    if _found_out():
         raise DatabaseOut("the database was found out earlier in this run")
-    timer = threading.Timer(seconds, _shut, (fileno,))
+    timer = threading.Timer(seconds, _shut, (fileno, _CURRENT.get()))  # the timer's thread is in no run
     timer.daemon = True
     timer.start()
     try:
         yield
     except Exception as exc:
         if is_connection_failure(exc):
-            OUTAGE.trip()
+            _trip()
         raise
     finally:
         timer.cancel()

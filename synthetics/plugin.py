@@ -45,8 +45,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not db.OUTAGE.scoped:  # a plain pytest session is its own run: it tries the database afresh
-        db.OUTAGE.reset()
     config.addinivalue_line("markers", "prod_safe: non-charging, contract-only leg, safe against production")
     config.addinivalue_line(
         "markers", "upgrade: TEST-mode money-path leg; needs the database and the TEST webhook secret")

@@ -22,9 +22,11 @@ from runner.signals.events import EventSink, SinkError
 from runner.signals.outcome import Outcome
 from runner.signals.pushgateway import bounded_push
 from sandbox.server import SandboxServer
+from synthetics import db
+from synthetics.run import RunContext
 from synthetics.secret import Secret
 
-from conftest import LEGS, Probe, probe_env, query
+from conftest import LEGS, Probe, free_port, probe_env, query
 from grey import FreezableProxy, Trickler
 from receivers import EventCollector
 from support.processes import cli, spawn, wait_for
@@ -395,3 +397,35 @@ def test_dead_letter_rows_past_the_bound_are_counted_and_logged_as_a_count(
     assert len(rejected) == 1 and f"(ids {poison[0]['id']} … {poison[4]['id']})" in rejected[0]
     assert poison[2]["id"] not in rejected[0]  # a count and the ends, not a list of every id
     assert any("dead-letter file" in m and "dropped the 2 oldest" in m for m in messages)
+
+
+def _connect_error(url: Secret) -> str:
+    try:
+        db.connect(url).close()
+    except Exception as exc:
+        return type(exc).__name__
+    return "connected"
+
+
+def test_a_runs_database_outage_is_its_own() -> None:
+    """Issue 28: the outage was a module global (db.OUTAGE) entered, reset and read from four modules,
+    so any thread of the process (a status page's) was held to a run's finding. Now each run has its
+    own (RunContext.outage), current only where the run runs; the next run tries afresh."""
+    refused = Secret(f"postgresql://postgres@127.0.0.1:{free_port()}/none")  # nothing listens there
+    run = RunContext("r1")
+    with db.one_detection(run.outage) as outage:
+        assert outage is run.outage and db.current_outage() is run.outage
+        assert _connect_error(refused) == "OperationalError"
+        assert run.outage.out
+        assert _connect_error(refused) == "DatabaseOut"  # found out once: the run's next step waits no more
+        seen: list[str] = []
+        other = threading.Thread(target=lambda: seen.append(_connect_error(refused)))
+        other.start()
+        other.join(60)
+        assert seen == ["OperationalError"]  # a thread outside the run makes its own detection
+        with db.one_detection(db.Outage()) as inner:  # the legs' session inside the slot: the slot's
+            assert inner is run.outage
+    assert db.current_outage() is None
+    assert [_connect_error(refused), _connect_error(refused)] == ["OperationalError"] * 2  # no run: each tries
+    with db.one_detection() as fresh:
+        assert not fresh.out and _connect_error(refused) == "OperationalError"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from runner.audit_store import AuditSchemaError, migrate
 from runner.embedded_pg import EmbeddedPostgres
@@ -20,7 +20,7 @@ from runner.signals.audit import ACTION, ACTOR, AuditSink
 from runner.signals.controller import SignalsPlugin
 from runner.signals.events import EventSink, endpoint_for
 from runner.signals.logsink import LogSink
-from runner.signals.metrics import MetricsSink, ProbeMetrics, latency_buckets
+from runner.signals.metrics import LocationView, MetricsSink, ProbeMetrics, latency_buckets
 from runner.signals.outcome import Outcome
 from runner.signals.sink import MemorySink
 from runner.signals.wiring import build_sinks, count_sink_error
@@ -143,6 +143,22 @@ def test_two_sessions_one_registry_accumulate(probe: Probe, collector: EventColl
     assert w.count("billing_state", "fail") == 0
     exposition = generate_latest(w.registry).decode()
     assert exposition.count("# TYPE instant_payment_probe_outcome_total counter") == 1
+
+
+def test_the_scrape_has_no_created_series_and_other_registries_keep_theirs() -> None:
+    """Issue 28: importing the metrics module switched the *_created series off for every registry in
+    the process (prometheus-client's global); now only the exposition (LocationView) leaves them out."""
+    registry = CollectorRegistry()
+    metrics = ProbeMetrics(registry, 60)
+    metrics.attempts.labels(leg="billing_state", result="pass").inc()
+    metrics.latency.labels(leg="billing_state").observe(0.2)
+    scraped = generate_latest(LocationView(registry, "eu-west")).decode()  # type: ignore[arg-type]
+    assert "_created" not in scraped
+    assert 'instant_payment_probe_attempts_total{leg="billing_state",location="eu-west",result="pass"} 1.0' in scraped
+    assert "_created" in generate_latest(registry).decode()  # the registry itself is untouched
+    other = CollectorRegistry()
+    Counter("someone_elses_total", "a counter of another library", registry=other).inc()
+    assert "someone_elses_created" in generate_latest(other).decode()
 
 
 def test_every_series_is_primed_at_zero() -> None:

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
 from runner.signals.outcome import Outcome
@@ -20,9 +20,7 @@ from synthetics.wire import PHASES
 if TYPE_CHECKING:
     from runner.leghistory import LegHistory
 
-# The *_created series would double the exposition; no alert or dashboard reads them.
-disable_created_metrics()
-
+_WITH_CREATED = ("counter", "histogram", "summary")
 SINK_NAMES = ("metrics", "audit", "events", "log", "json", "traces", "pushgateway")
 _BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0)
 
@@ -236,10 +234,14 @@ class MetricsSink:
 
 
 class LocationView:
-    """The registry as scraped: every ``instant_payment_probe_*`` sample labelled ``location`` (SPEC 15).
+    """The registry as scraped: every ``instant_payment_probe_*`` sample labelled ``location`` (SPEC 15),
+    without the ``*_created`` series.
 
     One label for the whole process, added where the samples leave (exposition, Pushgateway), so
-    the metrics keep their own label names and every ``labels()`` call stays as it is.
+    the metrics keep their own label names and every ``labels()`` call stays as it is. The
+    ``*_created`` series would double the exposition and no alert or dashboard reads them; they are
+    dropped here rather than by prometheus-client's process-wide switch, which would change every
+    registry in a process that merely imports this module.
     """
 
     def __init__(self, registry: CollectorRegistry, location: str) -> None:
@@ -248,10 +250,11 @@ class LocationView:
 
     def collect(self) -> Iterator[Metric]:
         for metric in self.registry.collect():
-            if not metric.name.startswith("instant_payment_probe_"):
-                yield metric
-                continue
-            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            ours = metric.name.startswith("instant_payment_probe_")
+            shown = Metric(metric.name, metric.documentation, metric.type, metric.unit)
             for sample in metric.samples:
-                labelled.samples.append(sample._replace(labels={**sample.labels, "location": self.location}))
-            yield labelled
+                if metric.type in _WITH_CREATED and sample.name == metric.name + "_created":
+                    continue
+                shown.samples.append(sample._replace(labels={**sample.labels, "location": self.location})
+                                     if ours else sample)
+            yield shown
