@@ -21,9 +21,9 @@ import requests
 import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from runner.signals.metrics import ProbeMetrics
+from runner.signals.metrics import LocationView, ProbeMetrics
 from sandbox.server import SandboxServer
-from synthetics.config import SECRET_VARIABLES, VARIABLES
+from synthetics.config import DEFAULT_LOCATION, SECRET_VARIABLES, VARIABLES
 from synthetics.secret import Secret
 
 from conftest import LEGS, REPO, free_port, probe_env, query
@@ -34,13 +34,14 @@ DOCKER = REPO / "docker"
 
 
 def exposition() -> str:
-    """The runner's real exposition: the same registry wiring as runner.app, primed."""
+    """The runner's real exposition: the same registry wiring as runner.app (scraped through its
+    LocationView), primed."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     metrics = ProbeMetrics(registry)
     metrics.prime()
     metrics.latency.labels(leg="billing_state").observe(0.1)
-    return generate_latest(registry).decode()
+    return generate_latest(LocationView(registry, DEFAULT_LOCATION)).decode()  # type: ignore[arg-type]
 
 
 def families(text: str) -> dict[str, str]:
