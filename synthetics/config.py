@@ -521,15 +521,18 @@ class TraceExport:
 
 
 TRACE_EXPORT_SECONDS = 5.0  # SPEC 16: an export timeout of at most 5 s
-_TRUE = {"true", "1", "yes", "on"}
 
 
 def parse_trace_export(env: Mapping[str, str]) -> TraceExport | None:
-    """Tracing is on when an OTLP endpoint is set and the SDK is not disabled (the OTel rules)."""
-    endpoint = parse_otlp_endpoint(env)
-    if endpoint is None or (env.get("OTEL_SDK_DISABLED") or "").strip().lower() in _TRUE:
+    return trace_export_of(env, parse_otlp_endpoint(env))
+
+
+def trace_export_of(env: Mapping[str, str], chosen: tuple[str, str] | None) -> TraceExport | None:
+    """Tracing is on when an OTLP endpoint is set (``chosen``: its variable and checked value) and the
+    SDK is not disabled (the OTel rules: any other value of OTEL_SDK_DISABLED leaves it on)."""
+    if chosen is None or (env.get("OTEL_SDK_DISABLED") or "").strip().lower() in TRUE_WORDS:
         return None
-    variable = next(name for name in OTLP_ENDPOINT_VARIABLES if (env.get(name) or "").strip())
+    variable, endpoint = chosen
     if variable == "OTEL_EXPORTER_OTLP_ENDPOINT":
         endpoint = endpoint.rstrip("/") + "/v1/traces"
     timeout = TRACE_EXPORT_SECONDS
@@ -548,11 +551,12 @@ def parse_trace_export(env: Mapping[str, str]) -> TraceExport | None:
                        service_name=env.get("OTEL_SERVICE_NAME") or "payment-probe")
 
 
-def parse_otlp_endpoint(env: Mapping[str, str]) -> str | None:
+def parse_otlp_endpoint(env: Mapping[str, str]) -> tuple[str, str] | None:
     """The OTLP endpoint variables, checked like a URL at start (SPEC 3, 16): ``http``/``https`` and a
     host, else exit 2 naming the variable. A scheme-less value would otherwise reach the SDK, whose
-    own logger prints it, query key and all, on a raw stderr line. The value is never shown."""
-    chosen: str | None = None
+    own logger prints it, query key and all, on a raw stderr line. The value is never shown. Returns
+    the one the SDK uses (the traces variable first) as (variable, value)."""
+    chosen: tuple[str, str] | None = None
     for name in OTLP_ENDPOINT_VARIABLES:
         raw = env.get(name)
         if raw is None or not raw.strip():
@@ -567,7 +571,7 @@ def parse_otlp_endpoint(env: Mapping[str, str]) -> str | None:
         if parts.scheme not in ("http", "https") or not parts.hostname or not _is_host(parts.hostname) \
                 or port == 0 or not _printable_ascii(value) or " " in value:
             raise ConfigError(name, accepted)
-        chosen = chosen or value
+        chosen = chosen or (name, value)
     return chosen
 
 
@@ -648,6 +652,7 @@ def load_config(
     account = _text(env, "NEW_RELIC_ACCOUNT_ID")
     if account is not None and not account.isdigit():
         raise ConfigError("NEW_RELIC_ACCOUNT_ID", "a numeric New Relic account id", account)
+    otlp_endpoint = parse_otlp_endpoint(raw_env)  # (variable, value): redacted, and where spans go
     config = ProbeConfig(
         enabled=parse_bool(env, "PAYMENT_PROBE_ENABLED", D.enabled),
         base_url=base,
@@ -697,8 +702,8 @@ def load_config(
         confirm_delay_seconds=parse_seconds(env, "PAYMENT_PROBE_CONFIRM_DELAY_SECONDS", D.confirm_delay_seconds,
                                             zero_ok=True),
         replay_settle_seconds=parse_seconds(env, "PAYMENT_PROBE_REPLAY_SETTLE_SECONDS", D.replay_settle_seconds),
-        otel_endpoint=_secret(parse_otlp_endpoint(raw_env)),
-        trace_export=parse_trace_export(raw_env),
+        otel_endpoint=_secret(otlp_endpoint[1] if otlp_endpoint else None),
+        trace_export=trace_export_of(raw_env, otlp_endpoint),
         otel_headers=_secret(",".join(filter(None, (raw_env.get("OTEL_EXPORTER_OTLP_HEADERS"),
                                                     raw_env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")))) or None),
     )
